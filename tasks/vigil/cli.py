@@ -1,0 +1,145 @@
+"""The ``vigil`` command: thin wrappers around pipeline and query, for laptops and debugging."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from vigil.errors import VigilError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except VigilError as exc:
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from vigil import config
+
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    process = commands.add_parser("process", help="analyse recordings without Airflow (same task code)")
+    process.add_argument("sources", nargs="+", metavar="SOURCE_URI", help="recording URI(s) or prefix(es)")
+    process.add_argument("--out", required=True, metavar="OUTPUT_URI")
+    process.add_argument("--sample-fps", type=float, default=config.DEFAULT_SAMPLE_FPS)
+    process.add_argument("--shard-seconds", type=float, default=config.DEFAULT_SHARD_SECONDS)
+    process.add_argument("--model", default=config.DEFAULT_MODEL, help="weights: default, a path or a URI")
+    process.add_argument("--model-sha256", default=None, help="required for any model but the default")
+    process.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH)
+    process.add_argument("--device", default="cpu")
+    process.add_argument("--recording-start", default=None, help="ISO 8601 wall-clock time of the first frame")
+    process.add_argument("--conn-id", default=None, help="Airflow connection id for s3:// (else AWS environment)")
+    process.set_defaults(func=_process)
+
+    query = commands.add_parser("query", help="ask the analyst questions of an output location")
+    kinds = query.add_subparsers(required=True, metavar="QUERY")
+    for name, help_text in (
+        ("presence", "intervals when people were present"),
+        ("counts", "people per time bucket (default: per minute)"),
+        ("detections", "detections of a recording in a time window"),
+        ("recordings", "the recordings an output holds"),
+        ("sql", "raw SQL over views detections, frames, recordings"),
+    ):
+        sub = kinds.add_parser(name, help=help_text)
+        if name == "sql":
+            sub.add_argument("sql")
+        sub.add_argument("out", metavar="OUTPUT_URI")
+        if name in ("presence", "counts", "detections"):
+            sub.add_argument("--recording", help="recording id (or its file-stem prefix)")
+        if name == "presence":
+            sub.add_argument("--max-gap", type=float, default=2.0, help="merge gaps up to this many seconds")
+            sub.add_argument("--min-persons", type=int, default=1)
+        if name == "counts":
+            sub.add_argument("--bucket", type=float, default=60.0, help="bucket length in seconds")
+        if name == "detections":
+            sub.add_argument("--from", dest="start", help="HH:MM:SS or seconds (inclusive)")
+            sub.add_argument("--to", dest="end", help="HH:MM:SS or seconds (exclusive)")
+            sub.add_argument("--min-conf", type=float, default=0.0)
+        sub.add_argument("--format", choices=("table", "csv", "json"), default="table")
+        sub.add_argument("--conn-id", default=None)
+        sub.set_defaults(func=_query, kind=name)
+
+    concat = commands.add_parser("concat", help="build a long recording from copies of a short one (no re-encode)")
+    concat.add_argument("source")
+    concat.add_argument("target")
+    concat.add_argument("--copies", type=int, required=True)
+    concat.set_defaults(func=_concat)
+    return parser
+
+
+def _process(args) -> int:
+    from vigil import pipeline
+    from vigil.config import ProcessParams, RunRequest
+
+    request = RunRequest(
+        sources=tuple(args.sources),
+        out=args.out,
+        params=ProcessParams(
+            sample_fps=args.sample_fps,
+            shard_seconds=args.shard_seconds,
+            model=args.model,
+            model_sha256=args.model_sha256,
+            batch_size=args.batch_size,
+            device=args.device,
+        ),
+        source_conn_id=args.conn_id,
+        out_conn_id=args.conn_id,
+        recording_start=args.recording_start,
+    )
+    began = time.monotonic()
+    planned = pipeline.plan_all(request, pipeline.discover(request))
+    results = []
+    for i, task in enumerate(planned["shards"], 1):
+        results.append(pipeline.detect_shard(task))
+        logging.info("shard %d/%d done", i, len(planned["shards"]))
+    try:
+        summaries = pipeline.finalize(results, planned["failed"])
+    except pipeline.RecordingsFailed as exc:
+        summaries = exc.summaries
+        print(json.dumps(summaries, indent=1))
+        raise
+    elapsed = time.monotonic() - began
+    frames = sum(s["sampled_frames"] for s in summaries)
+    print(json.dumps(summaries, indent=1))
+    print(f"{frames} sampled frames in {elapsed:.1f} s ({frames / elapsed:.2f} frames/s)", file=sys.stderr)
+    return 0
+
+
+def _query(args) -> int:
+    from vigil import query
+
+    con = query.connect(args.out, args.conn_id)
+    if args.kind == "presence":
+        result = query.presence(con, args.recording, args.max_gap, args.min_persons)
+    elif args.kind == "counts":
+        result = query.counts(con, args.recording, args.bucket)
+    elif args.kind == "detections":
+        result = query.detections(con, args.recording, query.parse_time(args.start), query.parse_time(args.end), args.min_conf)
+    elif args.kind == "recordings":
+        result = query.run_sql(con, "SELECT * FROM recordings ORDER BY recording_id")
+    else:
+        result = query.run_sql(con, args.sql)
+    print(query.format_result(result, args.format))
+    return 0
+
+
+def _concat(args) -> int:
+    from vigil.remux import concat_copies
+
+    print(concat_copies(args.source, args.target, args.copies))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

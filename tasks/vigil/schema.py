@@ -1,0 +1,99 @@
+"""THE Parquet schemas of vigil's outputs, and their version. Every other module takes names from here.
+
+Output layout under an output URI (Hive-partitioned by recording)::
+
+    detections/recording_id=<id>/shard-<index>-<key>.parquet   one row per person per sampled frame
+    frames/recording_id=<id>/shard-<index>-<key>.parquet       one row per sampled frame
+    manifests/<id>.json                                        the files a reader may trust
+
+``recording_id`` is a partition column: it lives in the directory name, and readers that use Hive
+partitioning (DuckDB, pyarrow.dataset) get it back as a column. It is also stored in the files, so
+a file read on its own still says where it came from.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+PROVENANCE_KEY = b"vigil.provenance"  # Parquet key-value metadata: JSON, see pipeline.provenance()
+
+DETECTIONS = "detections"
+FRAMES = "frames"
+MANIFESTS = "manifests"
+TABLES = (DETECTIONS, FRAMES)
+
+STATUS_OK = "ok"  # the frame was decoded and analysed
+
+_keypoints = pa.list_(pa.float32(), 17)
+
+DETECTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("recording_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("shard_index", pa.int32(), nullable=False),
+        pa.field("frame_index", pa.int64(), nullable=False),
+        pa.field("pts_s", pa.float64(), nullable=False),
+        pa.field("captured_at", pa.timestamp("us", tz="UTC")),
+        pa.field("det_index", pa.int32(), nullable=False),
+        pa.field("track_id", pa.int64()),
+        pa.field("confidence", pa.float32(), nullable=False),
+        pa.field("x1", pa.float32(), nullable=False),
+        pa.field("y1", pa.float32(), nullable=False),
+        pa.field("x2", pa.float32(), nullable=False),
+        pa.field("y2", pa.float32(), nullable=False),
+        pa.field("kp_x", _keypoints, nullable=False),
+        pa.field("kp_y", _keypoints, nullable=False),
+        pa.field("kp_conf", _keypoints, nullable=False),
+    ]
+)
+
+FRAMES_SCHEMA = pa.schema(
+    [
+        pa.field("recording_id", pa.string(), nullable=False),
+        pa.field("shard_index", pa.int32(), nullable=False),
+        pa.field("frame_index", pa.int64(), nullable=False),
+        pa.field("pts_s", pa.float64(), nullable=False),
+        pa.field("captured_at", pa.timestamp("us", tz="UTC")),
+        pa.field("persons", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+    ]
+)
+
+SCHEMAS = {DETECTIONS: DETECTIONS_SCHEMA, FRAMES: FRAMES_SCHEMA}
+
+# What each column means: rendered into the README's schema table (see tests/test_schema.py).
+DESCRIPTIONS = {
+    "recording_id": "the recording: file stem plus the first 12 hex digits of its SHA-256",
+    "source_uri": "the object the rows were read from (s3://… or file://…)",
+    "shard_index": "which time shard produced the row (shard i covers [i·shard_seconds, (i+1)·shard_seconds))",
+    "frame_index": "index of the frame in the source video stream, in presentation order, from 0",
+    "pts_s": "presentation time in seconds from the first frame of the stream (pts × time_base)",
+    "captured_at": "wall-clock UTC time of the frame; null when the recording's start time is unknown",
+    "det_index": "rank of the person in the frame, 0 = highest confidence",
+    "track_id": "identity of the person across frames; null until tracking exists",
+    "confidence": "person detection score, 0–1",
+    "x1": "box left edge, source-frame pixels",
+    "y1": "box top edge, source-frame pixels",
+    "x2": "box right edge, source-frame pixels",
+    "y2": "box bottom edge, source-frame pixels",
+    "kp_x": "17 keypoint x coordinates, COCO order, source-frame pixels",
+    "kp_y": "17 keypoint y coordinates, COCO order, source-frame pixels",
+    "kp_conf": "17 keypoint confidences, COCO order, 0–1",
+    "persons": "number of people detected in the frame (0 = analysed and nobody there)",
+    "status": "'ok' when the frame was decoded and analysed; otherwise why it was not",
+}
+
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+
+def markdown_table(table: str) -> str:
+    """The README table for one output table's columns."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    for column in SCHEMAS[table]:
+        lines.append(f"| `{column.name}` | {column.type} | {DESCRIPTIONS[column.name]} |")
+    return "\n".join(lines)

@@ -1,0 +1,453 @@
+"""Object storage behind one small interface: ``s3://bucket/key`` (boto3) and ``file:///path``.
+
+Both backends list, stat, open for (seekable, ranged) reading and publish whole files atomically:
+a reader never sees a half-written object under its final name. ``file://`` writes a temporary
+file beside the target and renames it; S3 has no rename, so a finished file is sent in one PUT.
+With ``if_absent=True`` the publish is a conditional create (``os.link`` / ``If-None-Match: *``):
+of two writers racing for one key exactly one wins, and the loser learns it.
+
+Credentials never pass through vigil's parameters: an S3 endpoint and its keys come from an
+Airflow connection id (``VIGIL_S3_CONN_ID`` or the ``conn_id`` argument) or from the standard
+AWS environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, profiles, instance roles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, Iterator, Protocol
+from urllib.parse import quote, unquote, urlsplit
+
+from vigil.errors import ObjectNotFound, ParameterError, StorageError
+
+SCHEMES = ("file", "s3")
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What storage says about one object: enough to pin the exact bytes that were read."""
+
+    uri: str
+    size: int
+    etag: str | None = None
+    last_modified: str | None = None  # ISO 8601, UTC
+    version_id: str | None = None
+
+
+class Storage(Protocol):
+    """The operations vigil needs from any object store."""
+
+    def list(self, prefix_uri: str) -> list[ObjectInfo]: ...
+    def stat(self, uri: str) -> ObjectInfo: ...
+    def open(self, uri: str) -> BinaryIO: ...
+    def read_bytes(self, uri: str) -> bytes: ...
+    def write_bytes(self, uri: str, data: bytes, *, if_absent: bool = False) -> bool: ...
+
+
+# --------------------------------------------------------------------------------------------
+# URIs
+
+
+@dataclass(frozen=True)
+class ParsedUri:
+    scheme: str
+    bucket: str  # empty for file://
+    key: str  # for file:// the absolute path
+
+
+def parse_uri(uri: str) -> ParsedUri:
+    """Split and validate a storage URI; raise ParameterError saying what a valid one looks like."""
+    if not isinstance(uri, str) or not uri:
+        raise ParameterError(f"expected a storage URI (s3://bucket/key or file:///path), got {uri!r}")
+    parts = urlsplit(uri)
+    if parts.scheme not in SCHEMES:
+        hint = " (write local paths as file:///absolute/path)" if not parts.scheme else ""
+        raise ParameterError(f"unsupported URI scheme in {uri!r}: use s3:// or file://{hint}")
+    if parts.query or parts.fragment:
+        raise ParameterError(f"storage URIs take no query or fragment: {uri!r}")
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ParameterError(f"file URIs must be file:///absolute/path, got {uri!r}")
+        path = unquote(parts.path)
+        if not path.startswith("/"):
+            raise ParameterError(f"file URIs must hold an absolute path, got {uri!r}")
+        _refuse_dot_segments(uri, path)
+        return ParsedUri("file", "", path)
+    if not parts.netloc:
+        raise ParameterError(f"s3 URIs must name a bucket: s3://bucket/key, got {uri!r}")
+    key = unquote(parts.path.lstrip("/"))
+    _refuse_dot_segments(uri, key)
+    return ParsedUri("s3", parts.netloc, key)
+
+
+def _refuse_dot_segments(uri: str, path: str) -> None:
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise ParameterError(f"'.' and '..' segments are not allowed in URIs: {uri!r}")
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """``join_uri("s3://b/out", "detections", "x.parquet")`` -> ``s3://b/out/detections/x.parquet``."""
+    out = base.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out
+
+
+def file_uri(path: str | os.PathLike) -> str:
+    """The file:// URI of a local path (made absolute)."""
+    return "file://" + quote(str(Path(path).resolve()))
+
+
+def is_within(uri: str, prefix_uri: str) -> bool:
+    """Whether ``uri`` lies at or under ``prefix_uri`` (same scheme, bucket and path prefix)."""
+    a, b = parse_uri(uri), parse_uri(prefix_uri)
+    if (a.scheme, a.bucket) != (b.scheme, b.bucket):
+        return False
+    prefix = b.key.rstrip("/")
+    return prefix == "" or a.key == prefix or a.key.startswith(prefix + "/")
+
+
+def sha256_of(stream: BinaryIO, chunk_size: int = 4 << 20) -> str:
+    """Stream a file-like object through SHA-256 without holding it in memory."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(chunk_size):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def storage_for(uri: str, conn_id: str | None = None) -> Storage:
+    """The backend for a URI's scheme."""
+    scheme = parse_uri(uri).scheme
+    if scheme == "file":
+        return FileStorage()
+    return S3Storage.from_conn_id(conn_id if conn_id is not None else os.environ.get("VIGIL_S3_CONN_ID"))
+
+
+# --------------------------------------------------------------------------------------------
+# file://
+
+
+class FileStorage:
+    """The embedded default: a local (or mounted) filesystem addressed by file:// URIs."""
+
+    def list(self, prefix_uri: str) -> list[ObjectInfo]:
+        root = Path(parse_uri(prefix_uri).key)
+        if root.is_file():
+            return [self.stat(prefix_uri)]
+        if not root.is_dir():
+            return []
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith(".") and ".tmp-" in name:
+                    continue  # another writer's unpublished file
+                found.append(self.stat(file_uri(Path(dirpath) / name)))
+        return found
+
+    def stat(self, uri: str) -> ObjectInfo:
+        path = Path(parse_uri(uri).key)
+        try:
+            st = path.stat()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"{uri}: no such file") from exc
+        if not path.is_file():
+            raise ObjectNotFound(f"{uri}: not a regular file")
+        modified = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat()
+        return ObjectInfo(uri=uri, size=st.st_size, last_modified=modified)
+
+    def open(self, uri: str) -> BinaryIO:
+        try:
+            return open(parse_uri(uri).key, "rb")
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"{uri}: no such file") from exc
+
+    def read_bytes(self, uri: str) -> bytes:
+        with self.open(uri) as handle:
+            return handle.read()
+
+    def write_bytes(self, uri: str, data: bytes, *, if_absent: bool = False) -> bool:
+        """Publish ``data`` under ``uri`` atomically; with ``if_absent`` return False if it exists."""
+        target = Path(parse_uri(uri).key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if if_absent:
+                try:
+                    os.link(tmp, target)  # atomic create-if-absent
+                except FileExistsError:
+                    return False
+            else:
+                os.replace(tmp, target)
+            _fsync_dir(target.parent)
+            return True
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def delete(self, uri: str) -> None:
+        Path(parse_uri(uri).key).unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# s3://
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where an S3-compatible endpoint is and how to sign for it. ``repr`` hides the secrets."""
+
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"S3Settings(endpoint_url={self.endpoint_url!r}, region_name={self.region_name!r})"
+
+    @classmethod
+    def from_conn_id(cls, conn_id: str | None) -> "S3Settings":
+        """From an Airflow connection (conn_type aws), or the AWS environment when None."""
+        if not conn_id:
+            return cls(endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+        try:
+            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+        except ImportError as exc:  # pragma: no cover - airflow is a dependency
+            raise ParameterError(f"S3 connection id {conn_id!r} given but Airflow is not installed") from exc
+        try:
+            hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
+            config = hook.conn_config
+            creds = hook.get_credentials()
+        except Exception as exc:
+            raise ParameterError(
+                f"cannot read Airflow connection {conn_id!r}: {type(exc).__name__}; define it in Airflow "
+                f"or as AIRFLOW_CONN_{conn_id.upper()}"
+            ) from exc
+        return cls(
+            endpoint_url=config.get_service_endpoint_url("s3"),
+            region_name=config.region_name,
+            access_key=creds.access_key,
+            secret_key=creds.secret_key,
+            session_token=creds.token,
+        )
+
+
+class S3Storage:
+    """S3 or any S3-compatible store (MinIO, Ceph, moto) through boto3."""
+
+    def __init__(self, settings: S3Settings):
+        import boto3
+        from botocore.config import Config
+
+        self.settings = settings
+        self._client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region_name or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            aws_access_key_id=settings.access_key,
+            aws_secret_access_key=settings.secret_key,
+            aws_session_token=settings.session_token,
+            config=Config(
+                retries={"max_attempts": 8, "mode": "adaptive"},
+                # boto3 >= 1.36 sends CRC checksums that some S3-compatible servers reject.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                max_pool_connections=16,
+            ),
+        )
+
+    @classmethod
+    def from_conn_id(cls, conn_id: str | None) -> "S3Storage":
+        return cls(S3Settings.from_conn_id(conn_id))
+
+    @property
+    def client(self):
+        return self._client
+
+    def list(self, prefix_uri: str) -> list[ObjectInfo]:
+        parsed = parse_uri(prefix_uri)
+        found = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=parsed.bucket, Prefix=parsed.key):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    # "s3://b/rec" must not match "s3://b/recordings-old/x": a prefix is a folder
+                    # unless it names one object exactly.
+                    if parsed.key and key != parsed.key and not parsed.key.endswith("/"):
+                        if not key.startswith(parsed.key + "/"):
+                            continue
+                    found.append(
+                        ObjectInfo(
+                            uri=f"s3://{parsed.bucket}/{key}",
+                            size=int(item["Size"]),
+                            etag=item.get("ETag", "").strip('"') or None,
+                            last_modified=_iso(item.get("LastModified")),
+                        )
+                    )
+        except Exception as exc:
+            raise _translate(exc, prefix_uri) from exc
+        return found
+
+    def stat(self, uri: str) -> ObjectInfo:
+        parsed = parse_uri(uri)
+        try:
+            head = self._client.head_object(Bucket=parsed.bucket, Key=parsed.key)
+        except Exception as exc:
+            raise _translate(exc, uri) from exc
+        return ObjectInfo(
+            uri=uri,
+            size=int(head["ContentLength"]),
+            etag=head.get("ETag", "").strip('"') or None,
+            last_modified=_iso(head.get("LastModified")),
+            version_id=head.get("VersionId"),
+        )
+
+    def open(self, uri: str) -> BinaryIO:
+        info = self.stat(uri)
+        parsed = parse_uri(uri)
+        return S3RangeReader(self._client, parsed.bucket, parsed.key, info)
+
+    def read_bytes(self, uri: str) -> bytes:
+        parsed = parse_uri(uri)
+        try:
+            return self._client.get_object(Bucket=parsed.bucket, Key=parsed.key)["Body"].read()
+        except Exception as exc:
+            raise _translate(exc, uri) from exc
+
+    def write_bytes(self, uri: str, data: bytes, *, if_absent: bool = False) -> bool:
+        """One PUT: S3 makes a new object visible only once it is complete."""
+        parsed = parse_uri(uri)
+        kwargs = {"IfNoneMatch": "*"} if if_absent else {}
+        try:
+            self._client.put_object(Bucket=parsed.bucket, Key=parsed.key, Body=data, **kwargs)
+        except Exception as exc:
+            if if_absent and _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise _translate(exc, uri) from exc
+        return True
+
+    def delete(self, uri: str) -> None:
+        parsed = parse_uri(uri)
+        try:
+            self._client.delete_object(Bucket=parsed.bucket, Key=parsed.key)
+        except Exception as exc:
+            raise _translate(exc, uri) from exc
+
+
+class S3RangeReader(io.RawIOBase):
+    """A seekable read-only file over ranged GETs, so a decoder reads only what it needs.
+
+    Reads are served from aligned blocks (4 MiB) kept in a small LRU cache; every GET is pinned
+    to the ETag seen when the object was opened (``IfMatch``), so an object replaced mid-read
+    fails loudly instead of mixing two versions. ``bytes_fetched`` counts what came over the wire.
+    """
+
+    def __init__(self, client, bucket: str, key: str, info: ObjectInfo, block_size: int = 4 << 20, blocks: int = 4):
+        super().__init__()
+        self._client, self._bucket, self._key, self.info = client, bucket, key, info
+        self._size = info.size
+        self._pos = 0
+        self._block_size = block_size
+        self._max_blocks = blocks
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bytes_fetched = 0
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(view) and self._pos < self._size:
+            index, offset = divmod(self._pos, self._block_size)
+            block = self._block(index)
+            chunk = block[offset : offset + len(view) - written]
+            if not chunk:
+                break
+            view[written : written + len(chunk)] = chunk
+            written += len(chunk)
+            self._pos += len(chunk)
+        return written
+
+    def _block(self, index: int) -> bytes:
+        with self._lock:
+            if index in self._cache:
+                self._cache.move_to_end(index)
+                return self._cache[index]
+        start = index * self._block_size
+        end = min(self._size, start + self._block_size) - 1
+        kwargs = {"IfMatch": f'"{self.info.etag}"'} if self.info.etag else {}
+        try:
+            body = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end}", **kwargs)
+            data = body["Body"].read()
+        except Exception as exc:
+            raise _translate(exc, f"s3://{self._bucket}/{self._key}") from exc
+        with self._lock:
+            self.bytes_fetched += len(data)
+            self.requests += 1
+            self._cache[index] = data
+            while len(self._cache) > self._max_blocks:
+                self._cache.popitem(last=False)
+        return data
+
+
+def _iso(value) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _translate(exc: Exception, uri: str) -> Exception:
+    """Map a botocore error to vigil's tree: missing objects are final, the rest may be retried."""
+    code = _error_code(exc)
+    if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
+        return ObjectNotFound(f"{uri}: no such object ({code})")
+    if code in ("PreconditionFailed", "412"):
+        return ObjectNotFound(f"{uri}: the object changed while it was being read ({code})")
+    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return ParameterError(f"{uri}: access denied ({code}); check the connection's credentials and policy")
+    return StorageError(f"{uri}: {type(exc).__name__}: {code or exc}")
+
+
+def iter_objects(storage: Storage, prefix_uri: str, suffixes: tuple[str, ...]) -> Iterator[ObjectInfo]:
+    """Objects under a prefix whose names end with one of ``suffixes`` (case-insensitive)."""
+    for info in storage.list(prefix_uri):
+        if info.uri.lower().endswith(suffixes):
+            yield info
