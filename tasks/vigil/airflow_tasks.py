@@ -1,0 +1,174 @@
+"""Airflow task definitions shared by vigil's DAGs: wiring only, every body calls ``vigil.pipeline``.
+
+Imported by the DAG files, so this module imports nothing heavy at module level (the
+dag-processor and every worker parse DAG files constantly): only ``airflow.sdk`` and the
+standard library. XCom carries small descriptors (a shard as a dict, URIs, counts).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from fractions import Fraction
+
+from airflow.sdk import Asset, Param, task
+
+DETECTIONS_ASSET = Asset(name="vigil_detections", uri="vigil://detections")
+GPU_QUEUE = os.environ.get("VIGIL_GPU_QUEUE", "gpu")
+FAILED_KEY = "failed"
+
+_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?|file:///.*)$"
+
+
+def process_params(sources: list[str] | None = None, out: str | None = None) -> dict:
+    """The trigger form of a processing run: typed, bounded, validated by JSON schema."""
+    return {
+        "sources": Param(
+            sources or [],
+            type="array",
+            minItems=1,
+            items={"type": "string", "pattern": _URI_PATTERN},
+            title="Recordings",
+            description="Recording URIs or prefixes holding recordings: s3://bucket/drop-2024-03/ or file:///data/drop/",
+        ),
+        "out": Param(
+            out if out is not None else os.environ.get("VIGIL_OUTPUT_URI", ""),
+            type="string",
+            pattern=_URI_PATTERN,
+            title="Output location",
+            description="Where Parquet and manifests go; never inside a source prefix",
+        ),
+        "sample_fps": Param(2.0, type="number", exclusiveMinimum=0, maximum=60, title="Sampled frames per second"),
+        "shard_seconds": Param(600, type="integer", minimum=1, maximum=86400, title="Shard length (seconds)"),
+        "model": Param("yolo11n-pose.pt", type="string", minLength=1, title="Model weights (default, path or URI)"),
+        "model_sha256": Param(None, type=["null", "string"], pattern="^[0-9a-fA-F]{64}$", title="SHA-256 of the weights"),
+        "batch_size": Param(8, type="integer", minimum=1, maximum=256, title="Frames per model batch"),
+        "device": Param("cpu", type="string", pattern="^(cpu|cuda(:[0-9]+)?)$", title="Inference device"),
+        "recording_start": Param(
+            None, type=["null", "string"], format="date-time", title="Wall-clock time of the first frame (UTC offset required)"
+        ),
+        "conn_id": Param(
+            os.environ.get("VIGIL_S3_CONN_ID") or None,
+            type=["null", "string"],
+            title="Airflow connection for s3:// (empty: the AWS environment)",
+        ),
+    }
+
+
+def run_request_from(params: dict, conf: dict | None):
+    """Validate a run's parameters into a RunRequest; refuse unknown keys (typos lose evidence)."""
+    from vigil.config import ProcessParams, RunRequest
+    from vigil.errors import ParameterError
+
+    unknown = sorted(set(conf or {}) - set(params))
+    if unknown:
+        raise ParameterError(f"unknown trigger parameters {unknown}; known ones are {sorted(params)}")
+    return RunRequest(
+        sources=tuple(params["sources"]),
+        out=params["out"],
+        params=ProcessParams(
+            sample_fps=float(params["sample_fps"]),
+            shard_seconds=params["shard_seconds"],
+            model=params["model"],
+            model_sha256=params["model_sha256"],
+            batch_size=int(params["batch_size"]),
+            device=params["device"],
+        ),
+        source_conn_id=params.get("conn_id"),
+        out_conn_id=params.get("conn_id"),
+        recording_start=params.get("recording_start"),
+    )
+
+
+def _fail_fast(exc: Exception):
+    """Non-retryable vigil errors fail the task at once instead of burning its retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from vigil.errors import VigilError
+
+    if isinstance(exc, VigilError) and not exc.retryable:
+        raise AirflowFailException(str(exc)) from exc
+    raise exc
+
+
+@task
+def plan(unprocessed_only: bool = False, params: dict | None = None, dag_run=None, ti=None) -> list[dict]:
+    """Discover the recordings, fingerprint and probe each, and describe every shard.
+
+    Returns the shards (mapped over by ``detect``); recordings that could not be planned are
+    pushed as XCom ``failed`` for ``finalize`` to report.
+    """
+    from vigil import pipeline
+
+    try:
+        request = run_request_from(params, dag_run.conf if dag_run else None)
+        recordings = pipeline.discover(request)
+        if unprocessed_only:
+            recordings = pipeline.unprocessed(request, recordings)
+        planned = pipeline.plan_all(request, recordings)
+    except Exception as exc:
+        _fail_fast(exc)
+    ti.xcom_push(key=FAILED_KEY, value=planned["failed"])
+    return planned["shards"]
+
+
+@task(
+    retries=2,
+    retry_delay=timedelta(seconds=10),
+    map_index_template="{{ shard_label }}",
+    execution_timeout=timedelta(hours=2),
+)
+def detect(shard: dict, dag_run=None, ti=None) -> dict:
+    """One shard: decode its sampled frames, detect people and poses, publish its Parquet files."""
+    from airflow.sdk import get_current_context
+
+    from vigil import pipeline
+
+    get_current_context()["shard_label"] = (
+        f"{shard['recording_id']} #{shard['shard']['index']} "
+        f"[{float(Fraction(shard['shard']['start'])):.0f}s, {float(Fraction(shard['shard']['end'])):.0f}s)"
+    )
+    run_context = {
+        "dag_id": dag_run.dag_id if dag_run else None,
+        "run_id": dag_run.run_id if dag_run else None,
+        "task_id": ti.task_id if ti else None,
+        "map_index": ti.map_index if ti else None,
+        "try_number": ti.try_number if ti else None,
+    }
+    try:
+        return pipeline.detect_shard(shard, run_context)
+    except Exception as exc:
+        _fail_fast(exc)
+
+
+@task(trigger_rule="all_done", outlets=[DETECTIONS_ASSET])
+def finalize(results, outlet_events=None, ti=None) -> list[dict]:
+    """Write each complete recording's manifest; fail naming any recording that did not complete."""
+    from vigil import pipeline
+
+    failed = ti.xcom_pull(task_ids="plan", key=FAILED_KEY)
+    if failed is None:
+        failed = [{"uri": "(plan)", "error": "planning did not finish; see the plan task's log"}]
+    try:
+        summaries = pipeline.finalize([r for r in (results or []) if r], failed)
+    except pipeline.RecordingsFailed as exc:
+        summaries = exc.summaries
+        _announce(outlet_events, summaries)
+        _fail_fast(exc)
+    _announce(outlet_events, summaries)
+    return summaries
+
+
+def _announce(outlet_events, summaries: list[dict]) -> None:
+    if outlet_events is not None and summaries:
+        outlet_events[DETECTIONS_ASSET].extra = {
+            "recordings": [s["recording_id"] for s in summaries],
+            "manifests": [s["manifest_uri"] for s in summaries],
+        }
+
+
+def process_graph(unprocessed_only: bool = False) -> None:
+    """plan -> detect (one mapped task per shard) -> finalize, inside the current DAG."""
+    shards = plan(unprocessed_only=unprocessed_only)
+    finalize(detect.expand(shard=shards))
