@@ -56,14 +56,15 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
     }
 
 
-def run_request_from(params: dict, conf: dict | None):
-    """Validate a run's parameters into a RunRequest; refuse unknown keys (typos lose evidence)."""
+def run_request_from(params: dict, conf: dict | None, declared: set[str]):
+    """Validate a run's parameters into a RunRequest; refuse unknown keys (a typo would silently
+    fall back to a default and change the evidence)."""
     from vigil.config import ProcessParams, RunRequest
     from vigil.errors import ParameterError
 
-    unknown = sorted(set(conf or {}) - set(params))
+    unknown = sorted(set(conf or {}) - declared)
     if unknown:
-        raise ParameterError(f"unknown trigger parameters {unknown}; known ones are {sorted(params)}")
+        raise ParameterError(f"unknown trigger parameters {unknown}; the known ones are {sorted(declared)}")
     return RunRequest(
         sources=tuple(params["sources"]),
         out=params["out"],
@@ -93,7 +94,7 @@ def _fail_fast(exc: Exception):
 
 
 @task
-def plan(unprocessed_only: bool = False, params: dict | None = None, dag_run=None, ti=None) -> list[dict]:
+def plan(unprocessed_only: bool = False, params: dict | None = None, dag=None, dag_run=None, ti=None) -> list[dict]:
     """Discover the recordings, fingerprint and probe each, and describe every shard.
 
     Returns the shards (mapped over by ``detect``); recordings that could not be planned are
@@ -102,7 +103,7 @@ def plan(unprocessed_only: bool = False, params: dict | None = None, dag_run=Non
     from vigil import pipeline
 
     try:
-        request = run_request_from(params, dag_run.conf if dag_run else None)
+        request = run_request_from(params, dag_run.conf if dag_run else None, set(dag.params))
         recordings = pipeline.discover(request)
         if unprocessed_only:
             recordings = pipeline.unprocessed(request, recordings)

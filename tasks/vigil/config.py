@@ -48,7 +48,7 @@ class ProcessParams:
             # interval and the sampled frames would depend on the shard length.
             raise ParameterError(
                 f"shard_seconds ({self.shard_seconds}) × sample_fps ({self.sample_fps}) must be a whole number "
-                f"of sampling intervals; try shard_seconds={int(bins) / as_fraction(self.sample_fps):g}"
+                f"of sampling intervals; try shard_seconds={float(max(1, round(bins)) / as_fraction(self.sample_fps)):g}"
             )
         if not 32 <= self.imgsz <= 1920 or self.imgsz % 32:
             raise ParameterError(f"imgsz must be a multiple of 32 between 32 and 1920, got {self.imgsz}")

