@@ -40,11 +40,16 @@ def _one_person():
 def test_rows_and_provenance_survive_a_parquet_roundtrip():
     from datetime import datetime, timezone
 
-    rows = ShardRows("cam-abc", "s3://b/cam.mp4", 3, recording_start=datetime(2024, 3, 1, 22, 0, tzinfo=timezone.utc))
-    rows.add_frame(10, 5.0, _one_person())
-    rows.add_frame(15, 5.5, Detections.empty())
+    from fractions import Fraction
+
+    start = datetime(2024, 3, 1, 22, 0, tzinfo=timezone.utc)
+    rows = ShardRows("cam-abc", "s3://b/cam.mp4", 3, sample_fps=2.0, recording_start=start)
+    rows.add_frame(15, Fraction(11, 2), Detections.empty())
+    rows.add_frame(10, Fraction(5), _one_person())
+    rows.add_missing(Fraction(6), "undecodable")
+    assert rows.coverage(Fraction(5), Fraction(13, 2)) == [[5.0, 6.0, "ok"], [6.0, 6.5, "undecodable"]]
     provenance = {"schema_version": SCHEMA_VERSION, "source": {"sha256": "f" * 64}}
-    for name, expected_rows in ((DETECTIONS, 1), (FRAMES, 2)):
+    for name, expected_rows in ((DETECTIONS, 1), (FRAMES, 3)):
         data = parquet_bytes(rows.table(name), provenance)
         table = pq.read_table(io.BytesIO(data))
         assert table.num_rows == expected_rows
@@ -54,5 +59,7 @@ def test_rows_and_provenance_survive_a_parquet_roundtrip():
     assert detections["kp_x"][:2] == [0.0, 3.0] and detections["kp_conf"][16] == 50.0
     assert detections["captured_at"].isoformat() == "2024-03-01T22:00:05+00:00"
     frames = pq.read_table(io.BytesIO(parquet_bytes(rows.table(FRAMES), provenance))).to_pylist()
-    assert [(f["persons"], f["status"]) for f in frames] == [(1, "ok"), (0, "ok")]
+    assert [(f["frame_index"], f["persons"], f["status"]) for f in frames] == [
+        (10, 1, "ok"), (15, 0, "ok"), (None, 0, "undecodable")
+    ], "rows come out in time order, bins without a frame included"
     json.dumps(provenance)

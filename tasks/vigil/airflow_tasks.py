@@ -48,6 +48,14 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
         "recording_start": Param(
             None, type=["null", "string"], format="date-time", title="Wall-clock time of the first frame (UTC offset required)"
         ),
+        "expected_sha256": Param(
+            {},
+            type="object",
+            additionalProperties={"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+            title="Expected SHA-256 per recording URI",
+            description="A recording whose hash differs is not analysed (a <name>.sha256 sidecar is also honoured)",
+        ),
+        "force": Param(False, type="boolean", title="Re-analyse shards whose output already exists"),
         "conn_id": Param(
             os.environ.get("VIGIL_S3_CONN_ID") or None,
             type=["null", "string"],
@@ -79,6 +87,8 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
         source_conn_id=params.get("conn_id"),
         out_conn_id=params.get("conn_id"),
         recording_start=params.get("recording_start"),
+        expected_sha256=dict(params.get("expected_sha256") or {}),
+        force=bool(params.get("force")),
     )
 
 

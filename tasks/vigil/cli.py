@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--device", default="cpu")
     process.add_argument("--recording-start", default=None, help="ISO 8601 wall-clock time of the first frame")
     process.add_argument("--conn-id", default=None, help="Airflow connection id for s3:// (else AWS environment)")
+    process.add_argument(
+        "--expected-sha256", action="append", default=[], metavar="[URI=]HEX",
+        help="refuse a recording whose SHA-256 differs (plain HEX when there is one source)",
+    )  # fmt: skip
+    process.add_argument("--force", action="store_true", help="re-analyse shards whose output already exists")
     process.set_defaults(func=_process)
 
     query = commands.add_parser("query", help="ask the analyst questions of an output location")
@@ -70,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--conn-id", default=None)
         sub.set_defaults(func=_query, kind=name)
 
+    verify = commands.add_parser("verify", help="re-hash every output file against its manifest")
+    verify.add_argument("out", metavar="OUTPUT_URI")
+    verify.add_argument("--conn-id", default=None)
+    verify.add_argument("--quiet", action="store_true", help="print problems only")
+    verify.set_defaults(func=_verify)
+
     concat = commands.add_parser("concat", help="build a long recording from copies of a short one (no re-encode)")
     concat.add_argument("source")
     concat.add_argument("target")
@@ -96,6 +107,8 @@ def _process(args) -> int:
         source_conn_id=args.conn_id,
         out_conn_id=args.conn_id,
         recording_start=args.recording_start,
+        expected_sha256=_expected_hashes(args.expected_sha256, args.sources),
+        force=args.force,
     )
     began = time.monotonic()
     planned = pipeline.plan_all(request, pipeline.discover(request))
@@ -116,6 +129,20 @@ def _process(args) -> int:
     return 0
 
 
+def _expected_hashes(values: list[str], sources: list[str]) -> dict[str, str]:
+    from vigil.errors import ParameterError
+
+    hashes = {}
+    for value in values:
+        uri, _, digest = value.rpartition("=") if "=" in value else ("", "", value)
+        if not uri:
+            if len(sources) != 1:
+                raise ParameterError("--expected-sha256 HEX needs exactly one source; write URI=HEX otherwise")
+            uri = sources[0]
+        hashes[uri] = digest
+    return hashes
+
+
 def _query(args) -> int:
     from vigil import query
 
@@ -132,6 +159,23 @@ def _query(args) -> int:
         result = query.run_sql(con, args.sql)
     print(query.format_result(result, args.format))
     return 0
+
+
+def _verify(args) -> int:
+    from vigil.manifest import verify
+    from vigil.storage import storage_for
+
+    report = verify(storage_for(args.out, args.conn_id), args.out)
+    if not args.quiet:
+        for uri in report.checked:
+            print(f"ok    {uri}")
+        for note in report.notes:
+            print(f"note  {note}")
+    for problem in report.problems:
+        print(f"FAIL  {problem}")
+    verdict = "verified" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{args.out}: {len(report.checked)} files checked, {verdict}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _concat(args) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
@@ -98,12 +99,24 @@ class RunRequest:
     source_conn_id: str | None = None
     out_conn_id: str | None = None
     recording_start: str | None = None  # ISO 8601 wall-clock time of the first frame, if known
+    expected_sha256: dict[str, str] = field(default_factory=dict)  # recording URI -> SHA-256 it must have
+    force: bool = False  # re-analyse shards whose output already exists
 
     def __post_init__(self) -> None:
         if not self.sources:
             raise ParameterError("give at least one source: a recording URI or a prefix holding recordings")
         for uri in (*self.sources, self.out):
+            parsed = parse_uri(uri)
+            allowed = allowed_buckets()
+            if parsed.scheme == "s3" and allowed and parsed.bucket not in allowed:
+                raise ParameterError(
+                    f"bucket {parsed.bucket!r} of {uri!r} is not in VIGIL_ALLOWED_BUCKETS ({', '.join(sorted(allowed))}); "
+                    "use an allowed bucket or ask an administrator to add it"
+                )
+        for uri, digest in self.expected_sha256.items():
             parse_uri(uri)
+            if not _is_sha256(digest):
+                raise ParameterError(f"expected SHA-256 for {uri!r} must be 64 hex digits, got {digest!r}")
         for source in self.sources:
             if is_within(self.out, source):
                 raise ParameterError(
@@ -121,6 +134,11 @@ class RunRequest:
                 ) from exc
             if stamp.tzinfo is None:
                 raise ParameterError(f"recording_start needs a time zone (e.g. Z or +02:00): {self.recording_start!r}")
+
+
+def allowed_buckets() -> set[str]:
+    """Buckets an administrator allows vigil to read or write (``VIGIL_ALLOWED_BUCKETS``); empty: any."""
+    return {b.strip() for b in os.environ.get("VIGIL_ALLOWED_BUCKETS", "").split(",") if b.strip()}
 
 
 def _is_sha256(value: str) -> bool:

@@ -1,39 +1,63 @@
-"""Decode one shard and yield its sampled frames with exact presentation times.
+"""Decode one shard and yield one entry per sampling bin, with exact presentation times.
 
 Seek once to the keyframe at or before the shard start, then decode forward (seeking per sample
-is slower with long GOPs). Frames are counted in presentation order from that keyframe, whose
-index the probe knows, so ``frame_index`` is the frame's index in the whole stream. Only sampled
-frames are converted to pixels.
+is slower with long GOPs). ``frame_index`` is the frame's index in the whole stream: counted in
+presentation order from the last keyframe the decoder gave back, whose index the probe knows.
+Only sampled frames are converted to pixels.
+
+A bin with no decodable frame is still reported, so "nobody was there" is never confused with
+"nobody looked": ``undecodable`` when the container holds frames there that could not be decoded
+(or indexed), ``no_frame`` when the recording holds no frame in that bin at all (a recorder gap).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
+from vigil.config import as_fraction
 from vigil.errors import RecordingError
-from vigil.probe import RecordingProbe
+from vigil.probe import Keyframe, RecordingProbe
+from vigil.schema import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
 from vigil.sharding import ShardRange, sample_bin
+
 
 
 @dataclass(frozen=True)
 class SampledFrame:
-    """One sampled frame. ``image`` is ``(height, width, 3) uint8`` in BGR order."""
+    """One sampling bin's outcome. For ``status == "ok"``, ``image`` is ``(h, w, 3) uint8`` BGR;
+    otherwise ``frame_index``, ``pts`` and ``image`` are None and ``seconds`` is the bin start."""
 
-    frame_index: int
-    pts: int
+    frame_index: int | None
+    pts: int | None
     seconds: Fraction
-    image: np.ndarray
+    image: np.ndarray | None
+    status: str = STATUS_OK
 
 
 def sampled_frames(
-    source: BinaryIO, uri: str, probe: RecordingProbe, shard: ShardRange, sample_fps: float
+    source: BinaryIO,
+    uri: str,
+    probe: RecordingProbe,
+    shard: ShardRange,
+    sample_fps: float,
+    keyframes: Sequence[Keyframe] = (),
 ) -> Iterator[SampledFrame]:
-    """The first decodable frame of every sampling bin inside ``[shard.start, shard.end)``."""
+    """The first decodable frame of every sampling bin in ``[shard.start, shard.end)``, then an
+    entry for each bin that has none. ``keyframes`` (pts-sorted) lets indexing recover after damage."""
     import av
+
+    fps = as_fraction(sample_fps)
+    first_bin, end_bin = math.ceil(shard.start * fps), math.ceil(shard.end * fps)
+    known = {k.pts: k.frame_index for k in keyframes}
+    known[shard.anchor_pts] = shard.anchor_index
+    bins_with_packets: set[int] = set()
+    bins_sampled: set[int] = set()
 
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
@@ -45,41 +69,63 @@ def sampled_frames(
         if shard.anchor_pts > probe.start_pts:
             container.seek(shard.anchor_pts, stream=stream, backward=True, any_frame=False)
 
-        frame_index = None  # unknown until the anchor keyframe comes out of the decoder
-        last_bin = None
-        try:
-            for frame in _decode(container, stream):
-                pts = frame.pts
-                if pts is None:
-                    continue
-                if frame_index is None:
-                    if pts < shard.anchor_pts:
-                        continue  # the demuxer seeked earlier than asked: wait for the anchor
-                    if pts > shard.anchor_pts:
-                        raise RecordingError(
-                            uri, f"seek to keyframe pts {shard.anchor_pts} landed later, at pts {pts}"
-                        )
-                    frame_index = shard.anchor_index
-                elif pts <= previous_pts:
-                    continue  # a leading picture of an open GOP, already counted before the anchor
-                else:
-                    frame_index += 1
-                previous_pts = pts
+        def note_packet(pts: int) -> None:
+            seconds = probe.seconds(pts)
+            if shard.start <= seconds < shard.end:
+                bins_with_packets.add(sample_bin(seconds, sample_fps))
 
-                seconds = probe.seconds(pts)
-                if seconds < shard.start:
-                    continue
-                if seconds >= shard.end:
-                    break
-                current_bin = sample_bin(seconds, sample_fps)
-                if current_bin == last_bin:
-                    continue
-                last_bin = current_bin
-                yield SampledFrame(frame_index, pts, seconds, frame.to_ndarray(format="bgr24"))
-        except av.error.FFmpegError as exc:
-            raise RecordingError(uri, f"decoding failed in shard {shard.index} ({exc})") from exc
+        frame_index, previous_pts = None, None
+        for frame in _decode(container, stream, note_packet):
+            if frame is None:
+                frame_index = None  # frames were lost: indices are unknown until the next keyframe
+                continue
+            pts = frame.pts
+            if pts is None or pts < shard.anchor_pts:
+                continue  # before the anchor: the demuxer seeked earlier than asked
+            if pts in known:
+                frame_index = known[pts]  # (re-)anchor on a keyframe whose index the probe knows
+            elif previous_pts is not None and pts <= previous_pts:
+                continue  # a leading picture of an open GOP, counted before the anchor
+            elif frame_index is not None:
+                frame_index += 1
+            previous_pts = pts
+
+            seconds = probe.seconds(pts)
+            if seconds < shard.start:
+                continue
+            if seconds >= shard.end:
+                break
+            current_bin = sample_bin(seconds, sample_fps)
+            if current_bin in bins_sampled or frame_index is None:
+                continue  # already sampled; or not placeable exactly until the next keyframe
+            bins_sampled.add(current_bin)
+            yield SampledFrame(frame_index, pts, seconds, frame.to_ndarray(format="bgr24"))
+
+    for missing in range(first_bin, end_bin):
+        if missing not in bins_sampled:
+            status = STATUS_UNDECODABLE if missing in bins_with_packets else STATUS_NO_FRAME
+            yield SampledFrame(None, None, max(shard.start, missing / fps), None, status)
 
 
-def _decode(container, stream):
-    for packet in container.demux(stream):
-        yield from packet.decode()
+def _decode(container, stream, note_packet):
+    """Frames in presentation order, and None where a damaged packet could not be decoded."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                note_packet(packet.pts)
+            try:
+                yield from packet.decode()
+            except av.error.FFmpegError:
+                yield None  # the bins it belonged to come out as "undecodable"
+    except av.error.FFmpegError:
+        return  # the container itself is unreadable from here on (a truncated tail)
+
+
+def keyframes_between(probe: RecordingProbe, start_pts: int, end: Fraction) -> tuple[Keyframe, ...]:
+    """The keyframes from ``start_pts`` up to a shard's end: what a shard needs to re-anchor."""
+    pts_list = [k.pts for k in probe.keyframes]
+    lo = bisect.bisect_left(pts_list, start_pts)
+    hi = bisect.bisect_left(pts_list, probe.start_pts + end / probe.tb)
+    return probe.keyframes[lo:hi]

@@ -7,7 +7,6 @@ Each step takes and returns small JSON-able dicts, so Airflow can pass them thro
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from datetime import datetime, timezone
@@ -16,9 +15,11 @@ from pathlib import PurePosixPath
 
 from vigil import __version__
 from vigil.config import VIDEO_SUFFIXES, ProcessParams, RunRequest
-from vigil.errors import InputError, VigilError
+from vigil.errors import InputError, IntegrityError, ObjectNotFound, VigilError
+from vigil.frames import keyframes_between
+from vigil.manifest import load_manifest, manifest_bytes
 from vigil.probe import RecordingProbe, probe
-from vigil.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, TABLES
+from vigil.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, STATUSES, TABLES
 from vigil.sharding import ShardRange, effective_shard_seconds, plan_shards
 from vigil.storage import ObjectInfo, iter_objects, join_uri, parse_uri, sha256_of, storage_for
 
@@ -54,7 +55,7 @@ def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[Objec
     storage = storage_for(request.out, request.out_conn_id)
     done = set()
     for info in storage.list(join_uri(request.out, MANIFESTS)):
-        manifest = json.loads(storage.read_bytes(info.uri))
+        manifest = load_manifest(storage.read_bytes(info.uri), info.uri)
         source = manifest["source"]
         done.add((source["uri"], source["size"], source.get("etag"), manifest["params_fingerprint"]))
     fingerprint = request.params.fingerprint()
@@ -74,9 +75,11 @@ def recording_id_for(uri: str, sha256: str) -> str:
 def plan(info: ObjectInfo, request: RunRequest) -> list[dict]:
     """Fingerprint and probe one recording, and describe each of its shards for ``detect_shard``."""
     storage = storage_for(info.uri, request.source_conn_id)
-    with storage.open(info.uri) as handle:
+    info = storage.stat(info.uri)  # the exact version: size, ETag, version id, last-modified
+    with storage.open(info.uri, etag=info.etag) as handle:
         sha256 = sha256_of(handle)
-    with storage.open(info.uri) as handle:
+    _check_expected_hash(storage, info.uri, sha256, request.expected_sha256.get(info.uri))
+    with storage.open(info.uri, etag=info.etag) as handle:
         described = probe(handle, info.uri)
     params = request.params
     shards = plan_shards(described, params)
@@ -87,6 +90,8 @@ def plan(info: ObjectInfo, request: RunRequest) -> list[dict]:
             info.uri, float(described.duration), params.shard_seconds, used, len(shards),
         )  # fmt: skip
     recording_id = recording_id_for(info.uri, sha256)
+    for warning in described.warnings:
+        log.warning("%s: %s", info.uri, warning)
     # The shard only needs the stream's timing, not the keyframe table: keep XCom small.
     timing = {**described.to_dict(), "keyframes": []}
     source = {**_info_dict(info), "sha256": sha256}
@@ -100,10 +105,31 @@ def plan(info: ObjectInfo, request: RunRequest) -> list[dict]:
         "source_conn_id": request.source_conn_id,
         "out_conn_id": request.out_conn_id,
         "recording_start": request.recording_start,
+        "force": request.force,
     }
     log.info("%s: %s, %d frames, %.1f s -> %d shards", info.uri, recording_id,
              described.frame_count, float(described.duration), len(shards))  # fmt: skip
-    return [{**common, "shard": shard.to_dict()} for shard in shards]
+    return [
+        {
+            **common,
+            "shard": shard.to_dict(),
+            "keyframes": [[k.pts, k.frame_index] for k in keyframes_between(described, shard.anchor_pts, shard.end)],
+        }
+        for shard in shards
+    ]
+
+
+def _check_expected_hash(storage, uri: str, actual: str, expected: str | None) -> None:
+    """Stop a recording whose content is not what the investigator was given (parameter or sidecar)."""
+    origin = "the trigger parameter"
+    if expected is None:
+        try:
+            sidecar = storage.read_bytes(uri + ".sha256").decode("ascii", "replace").split()
+        except ObjectNotFound:
+            return
+        expected, origin = (sidecar[0] if sidecar else ""), f"the sidecar {uri}.sha256"
+    if actual != expected.lower():
+        raise IntegrityError(f"{uri}: SHA-256 is {actual}, but {origin} says {expected}; not analysed")
 
 
 def plan_all(request: RunRequest, recordings: list[ObjectInfo]) -> dict:
@@ -145,15 +171,55 @@ def output_uri(out: str, table: str, recording_id: str, key: str) -> str:
     return join_uri(out, table, f"recording_id={recording_id}", f"{key}.parquet")
 
 
-def detect_shard(task: dict, run_context: dict | None = None) -> dict:
-    """Decode one shard, detect people and poses in its sampled frames, publish its Parquet files."""
-    from vigil.detector import load_detector
-    from vigil.frames import sampled_frames
-    from vigil.sink import ShardRows, parquet_bytes, publish
+def detect_shard(task: dict, run_context: dict | None = None, force: bool = False) -> dict:
+    """Decode one shard, detect people and poses in its sampled frames, publish its Parquet files.
+
+    Exactly once: the output keys are deterministic, a shard whose files already exist is not
+    processed again (unless ``force``), and each file is published with a conditional create, so
+    two attempts racing on one shard end with one complete file that both report.
+    """
+    from vigil.detector import resolve_model
 
     params = ProcessParams.from_dict(task["params"])
+    model_file = resolve_model(params.model, params.model_sha256, task.get("source_conn_id"))
+    key = shard_key(task, model_file.sha256)
+    uris = {name: output_uri(task["out"], name, task["recording_id"], key) for name in TABLES}
+    out = storage_for(task["out"], task.get("out_conn_id"))
+    force = force or bool(task.get("force"))
+    files = None if force else _existing_files(out, uris)
+    if files is None:
+        files, fetched = _analyse_shard(task, params, out, uris, run_context, force)
+    else:
+        fetched = 0
+        log.info("shard %s of %s already done: %s", task["shard"]["index"], task["recording_id"], uris[FRAMES])
+    provenance = _read_provenance(out, files[FRAMES]["uri"])
+    result = {
+        "recording_id": task["recording_id"],
+        "shard": task["shard"],
+        "files": files,
+        "frames": files[FRAMES]["rows"],
+        "detections": files[DETECTIONS]["rows"],
+        "coverage": provenance["coverage"],
+        "model": provenance["model"],
+        "runtime": provenance["runtime"],
+        "source_bytes_read": fetched,
+        "task": {k: v for k, v in task.items() if k not in ("shard", "keyframes")},
+    }
+    log.info("shard %s of %s: %d frames, %d detections", task["shard"]["index"], task["recording_id"],
+             result["frames"], result["detections"])  # fmt: skip
+    return result
+
+
+def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, int | None]:
+    from vigil.detector import load_detector
+    from vigil.faults import checkpoint
+    from vigil.frames import sampled_frames
+    from vigil.probe import Keyframe
+    from vigil.sink import ShardRows, parquet_bytes, publish
+
     described = RecordingProbe.from_dict(task["probe"])
     shard = ShardRange.from_dict(task["shard"])
+    keyframes = [Keyframe(int(pts), int(index)) for pts, index in task.get("keyframes", [])]
     source_uri = task["source"]["uri"]
     detector = load_detector(params, task.get("source_conn_id"))
     start = task.get("recording_start")
@@ -161,50 +227,71 @@ def detect_shard(task: dict, run_context: dict | None = None) -> dict:
         recording_id=task["recording_id"],
         source_uri=source_uri,
         shard_index=shard.index,
+        sample_fps=params.sample_fps,
         recording_start=datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None,
     )
 
     batch = []
 
     def flush() -> None:
+        if batch:
+            checkpoint("inference")
         for frame, found in zip(batch, detector.detect([f.image for f in batch])):
-            rows.add_frame(frame.frame_index, float(frame.seconds), found)
+            rows.add_frame(frame.frame_index, frame.seconds, found)
         batch.clear()
 
     source = storage_for(source_uri, task.get("source_conn_id"))
-    with source.open(source_uri) as handle:
-        for frame in sampled_frames(handle, source_uri, described, shard, params.sample_fps):
+    _check_unchanged(source, task["source"])
+    with source.open(source_uri, etag=task["source"]["etag"]) as handle:
+        frames = sampled_frames(handle, source_uri, described, shard, params.sample_fps, keyframes)
+        for count, frame in enumerate(frames):
+            if count == 0:
+                checkpoint("decode")
+            if frame.image is None:
+                rows.add_missing(frame.seconds, frame.status)
+                continue
             batch.append(frame)
             if len(batch) >= params.batch_size:
                 flush()
         flush()
         fetched = getattr(handle, "bytes_fetched", None)
 
-    key = shard_key(task, detector.model_file.sha256)
-    provenance = _provenance(task, detector, run_context)
-    out = storage_for(task["out"], task.get("out_conn_id"))
+    provenance = _provenance(task, detector, run_context, rows.coverage(shard.start, shard.end))
     files = {}
-    for table_name in TABLES:
-        table = rows.table(table_name)
-        uri = output_uri(task["out"], table_name, task["recording_id"], key)
-        files[table_name] = publish(out, uri, parquet_bytes(table, provenance), table.num_rows).to_dict()
-    result = {
-        "recording_id": task["recording_id"],
-        "shard": task["shard"],
-        "files": files,
-        "frames": files[FRAMES]["rows"],
-        "detections": files[DETECTIONS]["rows"],
-        "model": {"name": detector.model_file.name, "sha256": detector.model_file.sha256},
-        "runtime": detector.runtime,
-        "source_bytes_read": fetched,
-        "task": {k: v for k, v in task.items() if k != "shard"},
-    }
-    log.info("shard %s of %s: %d frames, %d detections", shard.index, task["recording_id"],
-             result["frames"], result["detections"])  # fmt: skip
-    return result
+    for name in TABLES:
+        table = rows.table(name)
+        files[name] = publish(out, uris[name], parquet_bytes(table, provenance), table.num_rows, force).to_dict()
+    return files, fetched
 
 
-def _provenance(task: dict, detector, run_context: dict | None) -> dict:
+def _check_unchanged(storage, planned: dict) -> None:
+    """A recording must be the version that was hashed at planning (S3 reads are pinned by ETag too)."""
+    now = storage.stat(planned["uri"])
+    if now.size != planned["size"] or (planned.get("etag") and now.etag != planned["etag"]):
+        raise IntegrityError(
+            f"{planned['uri']}: changed since it was hashed (size {planned['size']} -> {now.size}, "
+            f"ETag {planned.get('etag')} -> {now.etag}); trigger the run again"
+        )
+
+
+def _existing_files(out, uris: dict[str, str]) -> dict | None:
+    """The published files of a finished shard, or None if any is missing."""
+    from vigil.errors import ObjectNotFound
+    from vigil.sink import describe
+
+    try:
+        return {name: describe(uri, out.read_bytes(uri)).to_dict() for name, uri in uris.items()}
+    except ObjectNotFound:
+        return None
+
+
+def _read_provenance(out, uri: str) -> dict:
+    from vigil.sink import read_provenance
+
+    return read_provenance(out.read_bytes(uri))
+
+
+def _provenance(task: dict, detector, run_context: dict | None, coverage: list[list]) -> dict:
     import av
     import pyarrow
 
@@ -214,10 +301,11 @@ def _provenance(task: dict, detector, run_context: dict | None) -> dict:
         "source": task["source"],
         "shard": {**task["shard"], "start_s": float(Fraction(task["shard"]["start"])),
                   "end_s": float(Fraction(task["shard"]["end"]))},  # fmt: skip
-        "stream": {k: task["probe"][k] for k in ("codec", "width", "height", "time_base", "start_pts", "end_pts")},
+        "stream": {k: task["probe"][k] for k in ("codec", "width", "height", "time_base", "start_pts", "end_pts", "rotation")},
         "params": task["params"],
         "model": {"name": detector.model_file.name, "sha256": detector.model_file.sha256},
         "runtime": detector.runtime,
+        "coverage": coverage,
         "versions": {
             "vigil": __version__,
             "ultralytics": _version("ultralytics"),
@@ -264,6 +352,17 @@ def finalize(results: list[dict], failures: list[dict] | None = None) -> list[di
     return summaries
 
 
+def merge_coverage(ranges: list[list]) -> list[list]:
+    """Join adjacent ``[start_s, end_s, status]`` ranges of the same status (across shards)."""
+    merged: list[list] = []
+    for lo, hi, status in sorted(ranges):
+        if merged and merged[-1][2] == status and abs(merged[-1][1] - lo) < 1e-9:
+            merged[-1][1] = hi
+        else:
+            merged.append([lo, hi, status])
+    return merged
+
+
 class RecordingsFailed(VigilError):
     """Some recordings of a run could not be processed; the others were finalized."""
 
@@ -282,8 +381,10 @@ def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) ->
         "schema_version": SCHEMA_VERSION,
         "recording_id": recording_id,
         "source": task["source"],
+        "duration": str(described.duration),  # exact, seconds
         "duration_s": float(described.duration),
         "frame_count": described.frame_count,
+        "warnings": described.warnings,
         "params": task["params"],
         "params_fingerprint": params.fingerprint(),
         "model": shard_results[0]["model"],
@@ -297,19 +398,26 @@ def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) ->
                 "start_s": float(Fraction(r["shard"]["start"])),
                 "end_s": float(Fraction(r["shard"]["end"])),
                 "files": r["files"],
+                "coverage": r["coverage"],
             }
             for r in shard_results
         ],
+        "coverage": merge_coverage([c for r in shard_results for c in r["coverage"]]),
         "totals": {
             "sampled_frames": sum(r["frames"] for r in shard_results),
             "detections": sum(r["detections"] for r in shard_results),
+            **{
+                f"{status}_seconds": round(sum(hi - lo for lo, hi, s in
+                                               (c for r in shard_results for c in r["coverage"]) if s == status), 3)
+                for status in STATUSES
+            },
         },
         "finalized_at": datetime.now(timezone.utc).isoformat(),
         "vigil_version": __version__,
     }
     out = storage_for(task["out"], task.get("out_conn_id"))
     uri = manifest_uri(task["out"], recording_id)
-    out.write_bytes(uri, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    out.write_bytes(uri, manifest_bytes(manifest))
     summary = {
         "recording_id": recording_id,
         "source_uri": task["source"]["uri"],

@@ -39,6 +39,21 @@ class RecordingProbe:
     end_pts: int
     frame_count: int
     keyframes: tuple[Keyframe, ...]
+    declared_frames: int = 0  # what the container header claims (0: it does not say)
+    rotation: int = 0  # display rotation in degrees; frames are analysed as stored, unrotated
+
+    @property
+    def warnings(self) -> list[str]:
+        """Facts about the recording an investigator must know before trusting its coverage."""
+        notes = []
+        if self.declared_frames and self.frame_count < self.declared_frames:
+            notes.append(
+                f"the container declares {self.declared_frames} frames but only {self.frame_count} are readable: "
+                "the recording is truncated or damaged"
+            )
+        if self.rotation:
+            notes.append(f"display rotation {self.rotation}°: coordinates are in stored-frame pixels, unrotated")
+        return notes
 
     @property
     def tb(self) -> Fraction:
@@ -101,6 +116,8 @@ def probe(source: BinaryIO, uri: str) -> RecordingProbe:
         # Read everything needed from the stream now: its fields are invalid once it is closed.
         time_base = f"{stream.time_base.numerator}/{stream.time_base.denominator}"
         container_format, codec = container.format.name, ctx.name
+        declared_frames = int(stream.frames or 0)
+        rotation = _rotation(container, stream)
 
         presentation, keyframe_pts = [], []
         latest_pts, last_duration = None, 0
@@ -138,7 +155,25 @@ def probe(source: BinaryIO, uri: str) -> RecordingProbe:
         end_pts=presentation[-1] + last_duration,
         frame_count=len(presentation),
         keyframes=tuple(Keyframe(pts, rank[pts]) for pts in sorted(set(keyframe_pts))),
+        declared_frames=declared_frames,
+        rotation=rotation,
     )
+
+
+def _rotation(container, stream) -> int:
+    """The display rotation of the first decodable frame (the container's display matrix)."""
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            angle = int(round(frame.rotation or 0)) % 360
+            break
+        else:
+            angle = 0
+        container.seek(0, stream=stream)
+    except av.error.FFmpegError:
+        return 0
+    return angle
 
 
 def _reason(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vigil.errors import ParameterError
+from vigil.manifest import load_manifest
 from vigil.schema import MANIFESTS, SCHEMAS, TABLES
 from vigil.storage import join_uri, storage_for
 
@@ -27,8 +28,13 @@ class Result:
 
 
 def manifests(out: str, conn_id: str | None = None) -> list[dict]:
+    """Every manifest under ``out``; an altered manifest is refused (run ``vigil verify``)."""
     storage = storage_for(out, conn_id)
-    found = [json.loads(storage.read_bytes(info.uri)) for info in storage.list(join_uri(out, MANIFESTS))]
+    found = [
+        load_manifest(storage.read_bytes(info.uri), info.uri)
+        for info in storage.list(join_uri(out, MANIFESTS))
+        if info.uri.endswith(".json")
+    ]
     return sorted(found, key=lambda m: m["recording_id"])
 
 

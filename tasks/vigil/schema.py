@@ -24,6 +24,9 @@ MANIFESTS = "manifests"
 TABLES = (DETECTIONS, FRAMES)
 
 STATUS_OK = "ok"  # the frame was decoded and analysed
+STATUS_UNDECODABLE = "undecodable"  # the recording has frames in this bin, none could be decoded
+STATUS_NO_FRAME = "no_frame"  # the recording has no frame in this bin (a gap in the recording)
+STATUSES = (STATUS_OK, STATUS_UNDECODABLE, STATUS_NO_FRAME)
 
 _keypoints = pa.list_(pa.float32(), 17)
 
@@ -52,7 +55,7 @@ FRAMES_SCHEMA = pa.schema(
     [
         pa.field("recording_id", pa.string(), nullable=False),
         pa.field("shard_index", pa.int32(), nullable=False),
-        pa.field("frame_index", pa.int64(), nullable=False),
+        pa.field("frame_index", pa.int64()),  # null when no frame of the bin could be analysed
         pa.field("pts_s", pa.float64(), nullable=False),
         pa.field("captured_at", pa.timestamp("us", tz="UTC")),
         pa.field("persons", pa.int32(), nullable=False),
@@ -68,7 +71,7 @@ DESCRIPTIONS = {
     "source_uri": "the object the rows were read from (s3://… or file://…)",
     "shard_index": "which time shard produced the row (shard i covers [i·shard_seconds, (i+1)·shard_seconds))",
     "frame_index": "index of the frame in the source video stream, in presentation order, from 0",
-    "pts_s": "presentation time in seconds from the first frame of the stream (pts × time_base)",
+    "pts_s": "presentation time in seconds from the first frame of the stream (pts × time_base); for a bin without an analysed frame, the bin's start",
     "captured_at": "wall-clock UTC time of the frame; null when the recording's start time is unknown",
     "det_index": "rank of the person in the frame, 0 = highest confidence",
     "track_id": "identity of the person across frames; null until tracking exists",
@@ -81,7 +84,7 @@ DESCRIPTIONS = {
     "kp_y": "17 keypoint y coordinates, COCO order, source-frame pixels",
     "kp_conf": "17 keypoint confidences, COCO order, 0–1",
     "persons": "number of people detected in the frame (0 = analysed and nobody there)",
-    "status": "'ok' when the frame was decoded and analysed; otherwise why it was not",
+    "status": "'ok': decoded and analysed; 'undecodable': the recording has frames here but none decoded; 'no_frame': the recording has no frame in this sampling interval",
 }
 
 COCO_KEYPOINTS = (

@@ -7,12 +7,15 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from fractions import Fraction
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vigil.config import as_fraction
 from vigil.detections import Detections
+from vigil.sharding import sample_bin
 from vigil.schema import DETECTIONS, FRAMES, PROVENANCE_KEY, SCHEMAS, STATUS_OK
 from vigil.storage import Storage
 
@@ -39,11 +42,19 @@ class ShardRows:
     recording_id: str
     source_uri: str
     shard_index: int
+    sample_fps: float
     recording_start: datetime | None = None
     detections: dict[str, list] = field(default_factory=lambda: {n: [] for n in SCHEMAS[DETECTIONS].names})
     frames: dict[str, list] = field(default_factory=lambda: {n: [] for n in SCHEMAS[FRAMES].names})
+    bins: dict[int, str] = field(default_factory=dict)  # sampling bin -> status
 
-    def add_frame(self, frame_index: int, pts_s: float, found: Detections, status: str = STATUS_OK) -> None:
+    def add_missing(self, seconds: Fraction, status: str) -> None:
+        """A sampling bin with no analysed frame (``seconds`` is the bin's start)."""
+        self.add_frame(None, seconds, Detections.empty(), status)
+
+    def add_frame(self, frame_index: int | None, seconds: Fraction, found: Detections, status: str = STATUS_OK) -> None:
+        self.bins[sample_bin(seconds, self.sample_fps)] = status
+        pts_s = float(seconds)
         captured_at = self.recording_start + timedelta(seconds=pts_s) if self.recording_start else None
         _append(
             self.frames,
@@ -79,8 +90,25 @@ class ShardRows:
             )
 
     def table(self, name: str) -> pa.Table:
+        """The rows in time order (bins without a frame are added after the decoded ones)."""
         columns = self.detections if name == DETECTIONS else self.frames
-        return pa.Table.from_pydict(columns, schema=SCHEMAS[name])
+        table = pa.Table.from_pydict(columns, schema=SCHEMAS[name])
+        keys = [("pts_s", "ascending")] + ([("det_index", "ascending")] if name == DETECTIONS else [])
+        return table.sort_by(keys)
+
+
+    def coverage(self, start: Fraction, end: Fraction) -> list[list]:
+        """``[start_s, end_s, status]`` ranges tiling the shard: what was analysed, and what not."""
+        interval = 1 / as_fraction(self.sample_fps)
+        ranges: list[list] = []
+        for index in sorted(self.bins):
+            lo, hi = max(start, index * interval), min(end, (index + 1) * interval)
+            status = self.bins[index]
+            if ranges and ranges[-1][2] == status and ranges[-1][1] == lo:
+                ranges[-1][1] = hi
+            else:
+                ranges.append([lo, hi, status])
+        return [[float(lo), float(hi), status] for lo, hi, status in ranges]
 
 
 def _append(columns: dict[str, list], **values) -> None:
@@ -106,9 +134,20 @@ def parquet_bytes(table: pa.Table, provenance: dict) -> bytes:
     return buffer.getvalue()
 
 
-def publish(storage: Storage, uri: str, data: bytes, rows: int) -> PublishedFile:
-    """Write ``data`` under ``uri`` in one atomic step (a retry overwrites, never duplicates)."""
-    storage.write_bytes(uri, data)
+def publish(storage: Storage, uri: str, data: bytes, rows: int, overwrite: bool = False) -> PublishedFile:
+    """Publish ``data`` under ``uri`` in one atomic step, as a conditional create.
+
+    If another attempt of the same shard published first, its file is kept and described
+    instead: the key is deterministic, so both hold the same rows. ``overwrite`` replaces it.
+    """
+    if storage.write_bytes(uri, data, if_absent=not overwrite):
+        return PublishedFile(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=rows, bytes=len(data))
+    return describe(uri, storage.read_bytes(uri))
+
+
+def describe(uri: str, data: bytes) -> PublishedFile:
+    """What a manifest records about a published file."""
+    rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
     return PublishedFile(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=rows, bytes=len(data))
 
 

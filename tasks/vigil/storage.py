@@ -26,6 +26,7 @@ from typing import BinaryIO, Iterator, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from vigil.errors import ObjectNotFound, ParameterError, StorageError
+from vigil.faults import checkpoint
 
 SCHEMES = ("file", "s3")
 
@@ -46,7 +47,7 @@ class Storage(Protocol):
 
     def list(self, prefix_uri: str) -> list[ObjectInfo]: ...
     def stat(self, uri: str) -> ObjectInfo: ...
-    def open(self, uri: str) -> BinaryIO: ...
+    def open(self, uri: str, etag: str | None = None) -> BinaryIO: ...
     def read_bytes(self, uri: str) -> bytes: ...
     def write_bytes(self, uri: str, data: bytes, *, if_absent: bool = False) -> bool: ...
 
@@ -102,7 +103,8 @@ def join_uri(base: str, *parts: str) -> str:
 
 def file_uri(path: str | os.PathLike) -> str:
     """The file:// URI of a local path (made absolute)."""
-    return "file://" + quote(str(Path(path).resolve()))
+    # Keep Hive partition names ("recording_id=…") readable and equal to join_uri()'s output.
+    return "file://" + quote(str(Path(path).resolve()), safe="/=+@,:;-._~")
 
 
 def is_within(uri: str, prefix_uri: str) -> bool:
@@ -163,7 +165,7 @@ class FileStorage:
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat()
         return ObjectInfo(uri=uri, size=st.st_size, last_modified=modified)
 
-    def open(self, uri: str) -> BinaryIO:
+    def open(self, uri: str, etag: str | None = None) -> BinaryIO:
         try:
             return open(parse_uri(uri).key, "rb")
         except FileNotFoundError as exc:
@@ -183,6 +185,7 @@ class FileStorage:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            checkpoint("write")  # the file is complete on disk but not yet under its name
             if if_absent:
                 try:
                     os.link(tmp, target)  # atomic create-if-absent
@@ -323,8 +326,11 @@ class S3Storage:
             version_id=head.get("VersionId"),
         )
 
-    def open(self, uri: str) -> BinaryIO:
+    def open(self, uri: str, etag: str | None = None) -> BinaryIO:
+        """A ranged reader; with ``etag`` every read is pinned to that version of the object."""
         info = self.stat(uri)
+        if etag and info.etag != etag:
+            raise ObjectNotFound(f"{uri}: the object changed (ETag {etag} -> {info.etag})")
         parsed = parse_uri(uri)
         return S3RangeReader(self._client, parsed.bucket, parsed.key, info)
 

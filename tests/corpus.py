@@ -1,0 +1,76 @@
+"""Broken and unusual recordings, generated from the sample footage (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+def truncated(footage: Path, target: Path) -> Path:
+    """The first half of the file's bytes, as if a copy was interrupted."""
+    data = footage.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def corrupted_middle(footage: Path, target: Path, length: int = 150_000, seed: int = 7) -> Path:
+    """Random bytes over ``length`` bytes in the middle of the media data (the index is intact)."""
+    data = bytearray(footage.read_bytes())
+    rng = random.Random(seed)
+    middle = len(data) // 2
+    data[middle : middle + length] = bytes(rng.randrange(256) for _ in range(length))
+    target.write_bytes(bytes(data))
+    return target
+
+
+def _frames(footage: Path, count: int):
+    import av
+
+    with av.open(str(footage)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i >= count:
+                return
+            yield frame.to_ndarray(format="rgb24")
+
+
+def encode(frames, times_s, target: Path, rotation: int | None = None, size: tuple[int, int] | None = None) -> Path:
+    """H.264 in MP4 with the given presentation times (seconds): variable frame rate is allowed."""
+    import av
+
+    frames = list(frames)
+    height, width = size or frames[0].shape[:2]
+    with av.open(str(target), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.options = {"g": "10", "bf": "0"}
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for image, t in zip(frames, times_s):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = int(round(t * 1000)), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return target
+
+
+def variable_frame_rate(footage: Path, target: Path) -> Path:
+    """40 real frames: 10 fps for 2 s, a 5-second recorder gap, then 4 fps for 5 s."""
+    times = [i * 0.1 for i in range(20)] + [7.0 + i * 0.25 for i in range(20)]
+    return encode(_frames(footage, 40), times, target)
+
+
+def rotated(footage: Path, target: Path) -> Path:
+    """20 real frames with a 90° display rotation in the container."""
+    return encode(_frames(footage, 20), [i * 0.1 for i in range(20)], target, rotation=90)
+
+
+def huge_dimensions(target: Path) -> Path:
+    """One gray frame of 4128 × 4128 pixels: more than vigil accepts (4096 × 4096)."""
+    image = np.full((4128, 4128, 3), 128, np.uint8)
+    return encode([image], [0.0], target)
