@@ -78,7 +78,7 @@ def test_manifest_lists_every_shard_file_with_its_hash(file_run):
 
     for shard in manifest["shards"]:
         for entry in shard["files"].values():
-            assert hashlib.sha256(storage.read_bytes(entry["uri"])).hexdigest() == entry["sha256"]
+            assert hashlib.sha256(storage.read_bytes(join_uri(file_run["out"], entry["path"]))).hexdigest() == entry["sha256"]
     assert manifest["totals"]["sampled_frames"] == 279
 
 

@@ -1,6 +1,7 @@
 """Manifests: the per-recording record of what was written, and ``vigil verify``.
 
-A manifest lists every output file of a recording with its SHA-256, row count and time range, and
+A manifest lists every output file of a recording — by its path relative to the output location,
+so an output can be copied or handed over as a whole — with its SHA-256, row count and time range, and
 the recording's coverage (what was analysed, what could not be decoded, where it has no frames).
 It carries its own hash (``manifest_sha256``, over its canonical JSON without that field) and is
 stored in exactly that canonical form, so any changed byte of it is detected too.
@@ -29,6 +30,19 @@ def manifest_bytes(manifest: dict) -> bytes:
 
 def _canonical(value: dict) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def relative_entry(entry: dict, out: str) -> dict:
+    """A published file's manifest entry, its URI made relative to the output location."""
+    prefix = out.rstrip("/") + "/"
+    if not entry["uri"].startswith(prefix):
+        raise ValueError(f"{entry['uri']} is not under the output location {out}")
+    return {"path": entry["uri"][len(prefix):], **{k: v for k, v in entry.items() if k != "uri"}}
+
+
+def file_uris(manifest: dict, out: str, table: str) -> list[str]:
+    """The URIs of one table's files listed by a manifest, resolved against where the output is now."""
+    return [join_uri(out, shard["files"][table]["path"]) for shard in sorted(manifest["shards"], key=lambda s: s["index"])]
 
 
 def load_manifest(data: bytes, uri: str) -> dict:
@@ -78,8 +92,9 @@ def verify(storage: Storage, out: str) -> Report:
         for shard in manifest["shards"]:
             for table in TABLES:
                 entry = shard["files"][table]
-                listed.add(entry["uri"])
-                _check_file(storage, entry, report)
+                uri = join_uri(out, entry["path"])
+                listed.add(uri)
+                _check_file(storage, uri, entry, report)
 
     # Output files no manifest lists: harmless leftovers of a superseded run when their
     # recording has a manifest; a sign of a removed manifest when it has none.
@@ -97,11 +112,10 @@ def verify(storage: Storage, out: str) -> Report:
     return report
 
 
-def _check_file(storage: Storage, entry: dict, report: Report) -> None:
+def _check_file(storage: Storage, uri: str, entry: dict, report: Report) -> None:
     from vigil.errors import ObjectNotFound
     from vigil.sink import describe
 
-    uri = entry["uri"]
     try:
         data = storage.read_bytes(uri)
     except ObjectNotFound:

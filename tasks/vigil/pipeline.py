@@ -17,7 +17,7 @@ from vigil import __version__
 from vigil.config import VIDEO_SUFFIXES, ProcessParams, RunRequest
 from vigil.errors import InputError, IntegrityError, ObjectNotFound, VigilError
 from vigil.frames import keyframes_between
-from vigil.manifest import load_manifest, manifest_bytes
+from vigil.manifest import load_manifest, manifest_bytes, relative_entry
 from vigil.probe import RecordingProbe, probe
 from vigil.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, STATUSES, TABLES
 from vigil.sharding import ShardRange, effective_shard_seconds, plan_shards
@@ -397,7 +397,7 @@ def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) ->
                 "end": r["shard"]["end"],
                 "start_s": float(Fraction(r["shard"]["start"])),
                 "end_s": float(Fraction(r["shard"]["end"])),
-                "files": r["files"],
+                "files": {name: relative_entry(entry, task["out"]) for name, entry in r["files"].items()},
                 "coverage": r["coverage"],
             }
             for r in shard_results

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vigil.errors import ParameterError
-from vigil.manifest import load_manifest
+from vigil.manifest import file_uris, load_manifest
 from vigil.schema import MANIFESTS, SCHEMAS, TABLES
 from vigil.storage import join_uri, storage_for
 
@@ -45,9 +45,9 @@ def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for table in TABLES:
         parts = [
-            pq.read_table(io.BytesIO(storage.read_bytes(shard["files"][table]["uri"])), schema=SCHEMAS[table])
+            pq.read_table(io.BytesIO(storage.read_bytes(uri)), schema=SCHEMAS[table])
             for manifest in listed
-            for shard in manifest["shards"]
+            for uri in file_uris(manifest, out, table)
         ]
         arrow = pa.concat_tables(parts) if parts else SCHEMAS[table].empty_table()
         con.register(f"_{table}", arrow)
