@@ -16,8 +16,12 @@ def test_dags_import_without_errors():
     assert bag.import_errors == {}
     assert {"vigil_process", "vigil_nightly"} <= set(bag.dags)
     process = bag.dags["vigil_process"]
-    assert [t.task_id for t in process.tasks] == ["plan", "detect", "finalize"]
+    assert sorted(t.task_id for t in process.tasks) == [
+        "cpu_shards", "detect", "detect_gpu", "finalize", "gpu_shards", "plan"
+    ]  # fmt: skip
     assert process.get_task("detect").retries == 2
+    assert process.get_task("detect").queue == "default"
+    assert process.get_task("detect_gpu").queue == "gpu" and process.get_task("detect_gpu").pool == "gpu_shards"
     nightly = bag.dags["vigil_nightly"]
     assert nightly.timetable.expression == "0 2 * * *"
     assert [o.name for o in nightly.get_task("finalize").outlets] == ["vigil_detections"]

@@ -15,7 +15,8 @@ from fractions import Fraction
 from airflow.sdk import Asset, Param, task
 
 DETECTIONS_ASSET = Asset(name="vigil_detections", uri="vigil://detections")
-GPU_QUEUE = os.environ.get("VIGIL_GPU_QUEUE", "gpu")
+GPU_QUEUE = os.environ.get("VIGIL_GPU_QUEUE", "gpu")  # Celery queue served by GPU workers
+GPU_POOL = os.environ.get("VIGIL_GPU_POOL", "gpu_shards")  # caps GPU shards running at once
 FAILED_KEY = "failed"
 
 _URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?|file:///.*)$"
@@ -153,16 +154,23 @@ def detect(shard: dict, dag_run=None, ti=None) -> dict:
         _fail_fast(exc)
 
 
+@task
+def shards_for(shards: list[dict], device: str) -> list[dict]:
+    """The shards to run on ``device`` ("cpu" or "cuda"): GPU shards go to the GPU queue."""
+    return [s for s in shards if s["params"]["device"].split(":")[0] == device]
+
+
 @task(trigger_rule="all_done", outlets=[DETECTIONS_ASSET])
-def finalize(results, outlet_events=None, ti=None) -> list[dict]:
+def finalize(cpu_results, gpu_results, outlet_events=None, ti=None) -> list[dict]:
     """Write each complete recording's manifest; fail naming any recording that did not complete."""
     from vigil import pipeline
 
+    results = [*(cpu_results or []), *(gpu_results or [])]
     failed = ti.xcom_pull(task_ids="plan", key=FAILED_KEY)
     if failed is None:
         failed = [{"uri": "(plan)", "error": "planning did not finish; see the plan task's log"}]
     try:
-        summaries = pipeline.finalize([r for r in (results or []) if r], failed)
+        summaries = pipeline.finalize([r for r in results if r], failed)
     except pipeline.RecordingsFailed as exc:
         summaries = exc.summaries
         _announce(outlet_events, summaries)
@@ -180,6 +188,10 @@ def _announce(outlet_events, summaries: list[dict]) -> None:
 
 
 def process_graph(unprocessed_only: bool = False) -> None:
-    """plan -> detect (one mapped task per shard) -> finalize, inside the current DAG."""
+    """plan -> detect (one mapped task per shard, CPU or GPU queue) -> finalize, in the current DAG."""
     shards = plan(unprocessed_only=unprocessed_only)
-    finalize(detect.expand(shard=shards))
+    cpu = detect.expand(shard=shards_for.override(task_id="cpu_shards")(shards, "cpu"))
+    gpu = detect.override(task_id="detect_gpu", queue=GPU_QUEUE, pool=GPU_POOL).expand(
+        shard=shards_for.override(task_id="gpu_shards")(shards, "cuda")
+    )
+    finalize(cpu, gpu)

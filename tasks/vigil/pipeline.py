@@ -228,32 +228,26 @@ def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, i
         source_uri=source_uri,
         shard_index=shard.index,
         sample_fps=params.sample_fps,
+        runtime=detector.runtime,
         recording_start=datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None,
     )
-
-    batch = []
-
-    def flush() -> None:
-        if batch:
-            checkpoint("inference")
-        for frame, found in zip(batch, detector.detect([f.image for f in batch])):
-            rows.add_frame(frame.frame_index, frame.seconds, found)
-        batch.clear()
 
     source = storage_for(source_uri, task.get("source_conn_id"))
     _check_unchanged(source, task["source"])
     with source.open(source_uri, etag=task["source"]["etag"]) as handle:
         frames = sampled_frames(handle, source_uri, described, shard, params.sample_fps, keyframes)
-        for count, frame in enumerate(frames):
+        # Decoding runs in its own thread, a bounded queue ahead of inference: neither waits for
+        # the other, and memory stays at a few batches of frames whatever the shard length.
+        for count, batch in enumerate(prefetch(batches(frames, params.batch_size), depth=2)):
             if count == 0:
                 checkpoint("decode")
-            if frame.image is None:
-                rows.add_missing(frame.seconds, frame.status)
-                continue
-            batch.append(frame)
-            if len(batch) >= params.batch_size:
-                flush()
-        flush()
+            decoded = [f for f in batch if f.image is not None]
+            checkpoint("inference")
+            for frame, found in zip(decoded, detector.detect([f.image for f in decoded])):
+                rows.add_frame(frame.frame_index, frame.seconds, found)
+            for frame in batch:
+                if frame.image is None:
+                    rows.add_missing(frame.seconds, frame.status)
         fetched = getattr(handle, "bytes_fetched", None)
 
     provenance = _provenance(task, detector, run_context, rows.coverage(shard.start, shard.end))
@@ -262,6 +256,55 @@ def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, i
         table = rows.table(name)
         files[name] = publish(out, uris[name], parquet_bytes(table, provenance), table.num_rows, force).to_dict()
     return files, fetched
+
+
+def batches(frames, size: int):
+    """Lists holding up to ``size`` decoded frames (and any bins without a frame met on the way)."""
+    batch, decoded = [], 0
+    for frame in frames:
+        batch.append(frame)
+        decoded += frame.image is not None
+        if decoded >= size:
+            yield batch
+            batch, decoded = [], 0
+    if batch:
+        yield batch
+
+
+def prefetch(iterable, depth: int):
+    """Iterate ``iterable`` in a background thread, at most ``depth`` items ahead; errors propagate."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(exc)
+
+    worker = threading.Thread(target=produce, name="vigil-decode", daemon=True)
+    worker.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 def _check_unchanged(storage, planned: dict) -> None:

@@ -48,6 +48,7 @@ DETECTIONS_SCHEMA = pa.schema(
         pa.field("kp_x", _keypoints, nullable=False),
         pa.field("kp_y", _keypoints, nullable=False),
         pa.field("kp_conf", _keypoints, nullable=False),
+        pa.field("runtime", pa.string(), nullable=False),
     ]
 )
 
@@ -60,6 +61,7 @@ FRAMES_SCHEMA = pa.schema(
         pa.field("captured_at", pa.timestamp("us", tz="UTC")),
         pa.field("persons", pa.int32(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
+        pa.field("runtime", pa.string(), nullable=False),
     ]
 )
 
@@ -84,6 +86,7 @@ DESCRIPTIONS = {
     "kp_y": "17 keypoint y coordinates, COCO order, source-frame pixels",
     "kp_conf": "17 keypoint confidences, COCO order, 0–1",
     "persons": "number of people detected in the frame (0 = analysed and nobody there)",
+    "runtime": "the inference runtime that produced the row, e.g. onnxruntime-1.32.0/cpu or torch-2.14.1/cuda:0/fp16",
     "status": "'ok': decoded and analysed; 'undecodable': the recording has frames here but none decoded; 'no_frame': the recording has no frame in this sampling interval",
 }
 

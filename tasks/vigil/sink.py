@@ -43,6 +43,7 @@ class ShardRows:
     source_uri: str
     shard_index: int
     sample_fps: float
+    runtime: str
     recording_start: datetime | None = None
     detections: dict[str, list] = field(default_factory=lambda: {n: [] for n in SCHEMAS[DETECTIONS].names})
     frames: dict[str, list] = field(default_factory=lambda: {n: [] for n in SCHEMAS[FRAMES].names})
@@ -65,6 +66,7 @@ class ShardRows:
             captured_at=captured_at,
             persons=len(found),
             status=status,
+            runtime=self.runtime,
         )
         for det_index in range(len(found)):
             x1, y1, x2, y2 = (float(v) for v in found.xyxy[det_index])
@@ -87,6 +89,7 @@ class ShardRows:
                 kp_x=keypoints[:, 0].astype(np.float32).tolist(),
                 kp_y=keypoints[:, 1].astype(np.float32).tolist(),
                 kp_conf=keypoints[:, 2].astype(np.float32).tolist(),
+                runtime=self.runtime,
             )
 
     def table(self, name: str) -> pa.Table:

