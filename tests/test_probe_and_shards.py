@@ -141,3 +141,18 @@ def test_probe_refuses_unreadable_input_naming_it(tmp_path, make, message):
         _probe_of(path)
     assert str(path) in str(caught.value)
     assert not caught.value.retryable
+
+
+def test_a_run_needing_more_shards_than_airflow_can_map_is_refused(tmp_path, footage):
+    from vigil import pipeline
+    from vigil.config import RunRequest
+    from vigil.errors import ParameterError
+    from vigil.storage import file_uri
+
+    for name in ("cam1.mp4", "cam2.mp4"):
+        (tmp_path / name).write_bytes(footage.read_bytes())
+    request = RunRequest(sources=(file_uri(tmp_path),), out=file_uri(tmp_path.parent / "out"),
+                         params=ProcessParams(shard_seconds=10))  # fmt: skip
+    assert len(pipeline.plan_all(request, pipeline.discover(request), max_shards=28)["shards"]) == 28
+    with pytest.raises(ParameterError, match="need 28 shards, more than one run can map \\(20"):
+        pipeline.plan_all(request, pipeline.discover(request), max_shards=20)

@@ -11,7 +11,7 @@ README = __import__("pathlib").Path(__file__).resolve().parents[1] / "README.md"
 
 REQUIRED = {
     DETECTIONS: ["recording_id", "source_uri", "shard_index", "frame_index", "pts_s", "captured_at", "det_index",
-                 "track_id", "confidence", "x1", "y1", "x2", "y2", "kp_x", "kp_y", "kp_conf"],
+                 "track_id", "confidence", "x1", "y1", "x2", "y2", "kp_x", "kp_y", "kp_conf", "runtime"],
     FRAMES: ["recording_id", "shard_index", "frame_index", "pts_s", "persons", "status"],
 }  # fmt: skip
 
@@ -43,7 +43,7 @@ def test_rows_and_provenance_survive_a_parquet_roundtrip():
     from fractions import Fraction
 
     start = datetime(2024, 3, 1, 22, 0, tzinfo=timezone.utc)
-    rows = ShardRows("cam-abc", "s3://b/cam.mp4", 3, sample_fps=2.0, recording_start=start)
+    rows = ShardRows("cam-abc", "s3://b/cam.mp4", 3, sample_fps=2.0, runtime="onnxruntime-x/cpu", recording_start=start)
     rows.add_frame(15, Fraction(11, 2), Detections.empty())
     rows.add_frame(10, Fraction(5), _one_person())
     rows.add_missing(Fraction(6), "undecodable")

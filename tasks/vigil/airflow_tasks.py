@@ -115,10 +115,12 @@ def plan(unprocessed_only: bool = False, params: dict | None = None, dag=None, d
 
     try:
         request = run_request_from(params, dag_run.conf if dag_run else None, set(dag.params))
+        from airflow.configuration import conf
+
         recordings = pipeline.discover(request)
         if unprocessed_only:
             recordings = pipeline.unprocessed(request, recordings)
-        planned = pipeline.plan_all(request, recordings)
+        planned = pipeline.plan_all(request, recordings, conf.getint("core", "max_map_length"))
     except Exception as exc:
         _fail_fast(exc)
     ti.xcom_push(key=FAILED_KEY, value=planned["failed"])

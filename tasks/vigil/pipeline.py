@@ -15,12 +15,12 @@ from pathlib import PurePosixPath
 
 from vigil import __version__
 from vigil.config import VIDEO_SUFFIXES, ProcessParams, RunRequest
-from vigil.errors import InputError, IntegrityError, ObjectNotFound, VigilError
+from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, VigilError
 from vigil.frames import keyframes_between
 from vigil.manifest import load_manifest, manifest_bytes, relative_entry
 from vigil.probe import RecordingProbe, probe
 from vigil.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, STATUSES, TABLES
-from vigil.sharding import ShardRange, effective_shard_seconds, plan_shards
+from vigil.sharding import MAX_SHARDS, ShardRange, effective_shard_seconds, plan_shards
 from vigil.storage import ObjectInfo, iter_objects, join_uri, parse_uri, sha256_of, storage_for
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def recording_id_for(uri: str, sha256: str) -> str:
     return f"{stem[:80]}-{sha256[:12]}"
 
 
-def plan(info: ObjectInfo, request: RunRequest) -> list[dict]:
+def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) -> list[dict]:
     """Fingerprint and probe one recording, and describe each of its shards for ``detect_shard``."""
     storage = storage_for(info.uri, request.source_conn_id)
     info = storage.stat(info.uri)  # the exact version: size, ETag, version id, last-modified
@@ -82,8 +82,8 @@ def plan(info: ObjectInfo, request: RunRequest) -> list[dict]:
     with storage.open(info.uri, etag=info.etag) as handle:
         described = probe(handle, info.uri)
     params = request.params
-    shards = plan_shards(described, params)
-    used = effective_shard_seconds(described.duration, params)
+    shards = plan_shards(described, params, max_shards)
+    used = effective_shard_seconds(described.duration, params, max_shards)
     if used != Fraction(str(params.shard_seconds)):
         log.warning(
             "%s: %.0f s long; shard length grown from %s s to %s s to stay within %d shards",
@@ -132,15 +132,25 @@ def _check_expected_hash(storage, uri: str, actual: str, expected: str | None) -
         raise IntegrityError(f"{uri}: SHA-256 is {actual}, but {origin} says {expected}; not analysed")
 
 
-def plan_all(request: RunRequest, recordings: list[ObjectInfo]) -> dict:
-    """Plan every recording; a recording that cannot be read is reported, not allowed to stop the rest."""
+def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int = MAX_SHARDS) -> dict:
+    """Plan every recording; a recording that cannot be read is reported, not allowed to stop the rest.
+
+    ``max_shards`` is Airflow's ``[core] max_map_length``: one run maps one task per shard, so
+    a run whose recordings need more shards than that is refused, saying what to change.
+    """
     shards, failed = [], []
     for info in recordings:
         try:
-            shards.extend(plan(info, request))
+            shards.extend(plan(info, request, max_shards))
         except InputError as exc:
             log.error("cannot process %s: %s", info.uri, exc)
             failed.append({"uri": info.uri, "error": str(exc)})
+    if len(shards) > max_shards:
+        raise ParameterError(
+            f"{len(recordings)} recordings need {len(shards)} shards, more than one run can map ({max_shards}, "
+            "Airflow's [core] max_map_length): trigger the drop in smaller parts (fewer sources per run), "
+            "raise shard_seconds, or raise AIRFLOW__CORE__MAX_MAP_LENGTH"
+        )
     return {"shards": shards, "failed": failed}
 
 
