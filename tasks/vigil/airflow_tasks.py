@@ -57,6 +57,7 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
             description="A recording whose hash differs is not analysed (a <name>.sha256 sidecar is also honoured)",
         ),
         "force": Param(False, type="boolean", title="Re-analyse shards whose output already exists"),
+        "blur_faces": Param(False, type="boolean", title="Blur faces in the review pictures (never in the data)"),
         "conn_id": Param(
             os.environ.get("VIGIL_S3_CONN_ID") or None,
             type=["null", "string"],
@@ -90,6 +91,7 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
         recording_start=params.get("recording_start"),
         expected_sha256=dict(params.get("expected_sha256") or {}),
         force=bool(params.get("force")),
+        blur_faces=bool(params.get("blur_faces")),
     )
 
 

@@ -45,35 +45,55 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse a recording whose SHA-256 differs (plain HEX when there is one source)",
     )  # fmt: skip
     process.add_argument("--force", action="store_true", help="re-analyse shards whose output already exists")
+    process.add_argument("--blur-faces", action="store_true", help="blur faces in review pictures (not in data)")
     process.set_defaults(func=_process)
 
     query = commands.add_parser("query", help="ask the analyst questions of an output location")
     kinds = query.add_subparsers(required=True, metavar="QUERY")
     for name, help_text in (
-        ("presence", "intervals when people were present"),
+        ("presence", "when people were present (intervals, head count, tracks)"),
+        ("tracks", "the people (tracks): first/last seen, best view"),
+        ("events", "posture events: lying, hands raised, arms behind back, kneeling, suspended"),
+        ("frames", "sampled frames: analysed or not, persons in each"),
         ("counts", "people per time bucket (default: per minute)"),
-        ("detections", "detections of a recording in a time window"),
+        ("detections", "every detection in a time window"),
         ("recordings", "the recordings an output holds"),
-        ("sql", "raw SQL over views detections, frames, recordings"),
+        ("sql", "raw SQL over views detections, frames, tracks, presence, pose_events, track_points, recordings"),
     ):
         sub = kinds.add_parser(name, help=help_text)
         if name == "sql":
             sub.add_argument("sql")
         sub.add_argument("out", metavar="OUTPUT_URI")
-        if name in ("presence", "counts", "detections"):
+        if name not in ("sql", "recordings"):
             sub.add_argument("--recording", help="recording id (or its file-stem prefix)")
-        if name == "presence":
-            sub.add_argument("--max-gap", type=float, default=2.0, help="merge gaps up to this many seconds")
-            sub.add_argument("--min-persons", type=int, default=1)
+            sub.add_argument("--from", dest="start", help="HH:MM:SS, seconds, or ISO 8601 wall clock (e.g. 2024-03-01T22:10:00Z)")
+            sub.add_argument("--to", dest="end", help="end of the window (exclusive), same forms")
+        if name in ("presence", "tracks", "events"):
+            sub.add_argument("--min-duration", type=float, default=0.0, help="seconds")
+        if name in ("presence", "frames"):
+            sub.add_argument("--min-persons", type=int, default=1 if name == "presence" else 0)
+        if name in ("tracks", "detections"):
+            sub.add_argument("--min-conf", type=float, default=0.0)
+        if name == "events":
+            from vigil.postures import POSTURES
+
+            sub.add_argument("--posture", choices=POSTURES)
+            sub.add_argument("--min-score", type=float, default=0.0)
+        if name == "frames":
+            sub.add_argument("--status", choices=("ok", "undecodable", "no_frame"))
         if name == "counts":
             sub.add_argument("--bucket", type=float, default=60.0, help="bucket length in seconds")
-        if name == "detections":
-            sub.add_argument("--from", dest="start", help="HH:MM:SS or seconds (inclusive)")
-            sub.add_argument("--to", dest="end", help="HH:MM:SS or seconds (exclusive)")
-            sub.add_argument("--min-conf", type=float, default=0.0)
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table")
         sub.add_argument("--conn-id", default=None)
         sub.set_defaults(func=_query, kind=name)
+
+    report = commands.add_parser("report", help="write one self-contained HTML page for a recording")
+    report.add_argument("recording", help="recording id (or its file-stem prefix)")
+    report.add_argument("out", metavar="OUTPUT_URI")
+    report.add_argument("--html", default=None, help="file to write (default: <recording id>.html)")
+    report.add_argument("--blur-faces", action="store_true", help="blur faces in every picture")
+    report.add_argument("--conn-id", default=None)
+    report.set_defaults(func=_report)
 
     verify = commands.add_parser("verify", help="re-hash every output file against its manifest")
     verify.add_argument("out", metavar="OUTPUT_URI")
@@ -109,6 +129,7 @@ def _process(args) -> int:
         recording_start=args.recording_start,
         expected_sha256=_expected_hashes(args.expected_sha256, args.sources),
         force=args.force,
+        blur_faces=args.blur_faces,
     )
     began = time.monotonic()
     planned = pipeline.plan_all(request, pipeline.discover(request))
@@ -147,17 +168,31 @@ def _query(args) -> int:
     from vigil import query
 
     con = query.connect(args.out, args.conn_id)
-    if args.kind == "presence":
-        result = query.presence(con, args.recording, args.max_gap, args.min_persons)
-    elif args.kind == "counts":
-        result = query.counts(con, args.recording, args.bucket)
-    elif args.kind == "detections":
-        result = query.detections(con, args.recording, query.parse_time(args.start), query.parse_time(args.end), args.min_conf)
+    if args.kind == "sql":
+        result = query.run_sql(con, args.sql)
     elif args.kind == "recordings":
         result = query.run_sql(con, "SELECT * FROM recordings ORDER BY recording_id")
     else:
-        result = query.run_sql(con, args.sql)
+        window = query.Window(args.recording, query.parse_time(args.start), query.parse_time(args.end))
+        result = {
+            "presence": lambda: query.presence(con, window, args.min_duration, args.min_persons),
+            "tracks": lambda: query.tracks(con, window, args.min_duration, args.min_conf),
+            "events": lambda: query.events(con, window, args.posture, args.min_duration, args.min_score),
+            "frames": lambda: query.frames(con, window, args.status, args.min_persons),
+            "counts": lambda: query.counts(con, window, args.bucket),
+            "detections": lambda: query.detections(con, window, args.min_conf),
+        }[args.kind]()
     print(query.format_result(result, args.format))
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from vigil.review import write_report
+
+    path = write_report(args.out, args.recording, args.html, args.blur_faces, args.conn_id)
+    print(Path(path).resolve())
     return 0
 
 

@@ -108,6 +108,7 @@ class RunRequest:
     recording_start: str | None = None  # ISO 8601 wall-clock time of the first frame, if known
     expected_sha256: dict[str, str] = field(default_factory=dict)  # recording URI -> SHA-256 it must have
     force: bool = False  # re-analyse shards whose output already exists
+    blur_faces: bool = False  # blur faces in the review pictures (never in the data)
 
     def __post_init__(self) -> None:
         if not self.sources:

@@ -129,3 +129,32 @@ def keyframes_between(probe: RecordingProbe, start_pts: int, end: Fraction) -> t
     lo = bisect.bisect_left(pts_list, start_pts)
     hi = bisect.bisect_left(pts_list, probe.start_pts + end / probe.tb)
     return probe.keyframes[lo:hi]
+
+
+def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequence[tuple[int, float]]) -> dict:
+    """Decode particular frames, given as ``(frame_index, pts_s)``: ``{frame_index: BGR image}``.
+
+    For review pictures (a few dozen frames): each is reached by seeking to the keyframe before
+    it and decoding forward to its exact timestamp.
+    """
+    import av
+
+    found: dict[int, np.ndarray] = {}
+    with av.open(source, mode="r", metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        for frame_index, pts_s in sorted(set(wanted), key=lambda item: item[1]):
+            target = probe.start_pts + Fraction(pts_s).limit_denominator(1_000_000) / probe.tb
+            container.seek(max(int(target) - 1, probe.start_pts), stream=stream, backward=True, any_frame=False)
+            try:
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    seconds = float(probe.seconds(frame.pts))
+                    if abs(seconds - pts_s) < 1e-6:
+                        found[frame_index] = frame.to_ndarray(format="bgr24")
+                        break
+                    if seconds > pts_s + 1:
+                        break
+            except av.error.FFmpegError:
+                continue  # an undecodable picture is left out of the review, not fatal
+    return found

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from vigil.errors import IntegrityError
-from vigil.schema import MANIFESTS, TABLES
+from vigil.schema import ALL_TABLES, MANIFESTS, TABLES
 from vigil.storage import Storage, join_uri
 
 HASH_FIELD = "manifest_sha256"
@@ -42,6 +42,8 @@ def relative_entry(entry: dict, out: str) -> dict:
 
 def file_uris(manifest: dict, out: str, table: str) -> list[str]:
     """The URIs of one table's files listed by a manifest, resolved against where the output is now."""
+    if table in manifest.get("derived", {}):
+        return [join_uri(out, manifest["derived"][table]["path"])]
     return [join_uri(out, shard["files"][table]["path"]) for shard in sorted(manifest["shards"], key=lambda s: s["index"])]
 
 
@@ -89,16 +91,16 @@ def verify(storage: Storage, out: str) -> Report:
         recordings.add(manifest["recording_id"])
         report.checked.append(info.uri)
         _check_tiling(manifest, info.uri, report)
-        for shard in manifest["shards"]:
-            for table in TABLES:
-                entry = shard["files"][table]
-                uri = join_uri(out, entry["path"])
-                listed.add(uri)
-                _check_file(storage, uri, entry, report)
+        entries = [shard["files"][table] for shard in manifest["shards"] for table in TABLES]
+        entries += list(manifest.get("derived", {}).values()) + list(manifest.get("artifacts", {}).values())
+        for entry in entries:
+            uri = join_uri(out, entry["path"])
+            listed.add(uri)
+            _check_file(storage, uri, entry, report)
 
     # Output files no manifest lists: harmless leftovers of a superseded run when their
     # recording has a manifest; a sign of a removed manifest when it has none.
-    for table in TABLES:
+    for table in ALL_TABLES:
         for info in storage.list(join_uri(out, table)):
             if info.uri in listed or not info.uri.endswith(".parquet"):
                 continue
@@ -125,7 +127,7 @@ def _check_file(storage: Storage, uri: str, entry: dict, report: Report) -> None
     if actual != entry["sha256"]:
         report.problems.append(f"{uri}: SHA-256 is {actual}, the manifest says {entry['sha256']}")
         return
-    if describe(uri, data).rows != entry["rows"]:
+    if "rows" in entry and describe(uri, data).rows != entry["rows"]:
         report.problems.append(f"{uri}: row count differs from the manifest's {entry['rows']}")
         return
     report.checked.append(uri)

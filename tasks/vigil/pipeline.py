@@ -19,7 +19,7 @@ from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterEr
 from vigil.frames import keyframes_between
 from vigil.manifest import load_manifest, manifest_bytes, relative_entry
 from vigil.probe import RecordingProbe, probe
-from vigil.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, STATUSES, TABLES
+from vigil.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, SCHEMAS, STATUSES, TABLES
 from vigil.sharding import MAX_SHARDS, ShardRange, effective_shard_seconds, plan_shards
 from vigil.storage import ObjectInfo, iter_objects, join_uri, parse_uri, sha256_of, storage_for
 
@@ -104,8 +104,9 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
         "out": request.out,
         "source_conn_id": request.source_conn_id,
         "out_conn_id": request.out_conn_id,
-        "recording_start": request.recording_start,
+        "recording_start": request.recording_start or start_from_name(info.uri),
         "force": request.force,
+        "blur_faces": request.blur_faces,
     }
     log.info("%s: %s, %d frames, %.1f s -> %d shards", info.uri, recording_id,
              described.frame_count, float(described.duration), len(shards))  # fmt: skip
@@ -130,6 +131,25 @@ def _check_expected_hash(storage, uri: str, actual: str, expected: str | None) -
         expected, origin = (sidecar[0] if sidecar else ""), f"the sidecar {uri}.sha256"
     if actual != expected.lower():
         raise IntegrityError(f"{uri}: SHA-256 is {actual}, but {origin} says {expected}; not analysed")
+
+
+def start_from_name(uri: str) -> str | None:
+    """A recording's wall-clock start from its file name, when the deployment says how to read it:
+    ``VIGIL_FILENAME_START`` is a regex with named groups Y, m, d, H, M, S (e.g. matching
+    ``cam3_20240301_221500.mp4``); times are UTC unless ``VIGIL_FILENAME_TZ`` gives an offset
+    such as ``+02:00``."""
+    import os
+
+    pattern = os.environ.get("VIGIL_FILENAME_START")
+    if not pattern:
+        return None
+    found = re.search(pattern, PurePosixPath(parse_uri(uri).key).name)
+    if not found:
+        return None
+    parts = {k: int(v) for k, v in found.groupdict().items() if v is not None}
+    zone = os.environ.get("VIGIL_FILENAME_TZ", "+00:00")
+    stamp = datetime(parts["Y"], parts["m"], parts["d"], parts.get("H", 0), parts.get("M", 0), parts.get("S", 0))
+    return datetime.fromisoformat(stamp.isoformat() + zone).astimezone(timezone.utc).isoformat()
 
 
 def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int = MAX_SHARDS) -> dict:
@@ -424,12 +444,73 @@ class RecordingsFailed(VigilError):
         self.problems, self.summaries = problems, summaries
 
 
+def _publish_derived(out, recording_id: str, shard_results: list[dict], task: dict, params: ProcessParams) -> dict:
+    """Tracks, presence and posture events of a complete recording, published like shard files:
+    at keys derived from the hashes of the shard files they were computed from."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vigil.derived import DERIVED_VERSION, derive
+    from vigil.sink import parquet_bytes, publish
+
+    inputs = {name: [r["files"][name] for r in shard_results] for name in TABLES}
+    read = {
+        name: pa.concat_tables([pq.read_table(io.BytesIO(out.read_bytes(e["uri"])), schema=SCHEMAS[name]) for e in entries])
+        for name, entries in inputs.items()
+    }
+    start = task.get("recording_start")
+    tables = derive(
+        recording_id, read[DETECTIONS], read[FRAMES], params.sample_fps,
+        datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None,
+    )  # fmt: skip
+    material = "|".join([DERIVED_VERSION, *(e["sha256"] for entries in inputs.values() for e in entries)])
+    key = "derived-" + hashlib.sha256(material.encode()).hexdigest()[:16]
+    provenance = {
+        "schema_version": SCHEMA_VERSION,
+        "recording_id": recording_id,
+        "source": task["source"],
+        "derived_version": DERIVED_VERSION,
+        "inputs": [e["sha256"] for entries in inputs.values() for e in entries],
+        "params": task["params"],
+    }
+    files = {
+        name: publish(out, output_uri(task["out"], name, recording_id, key), parquet_bytes(table, provenance),
+                      table.num_rows).to_dict()  # fmt: skip
+        for name, table in tables.items()
+    }
+    return files, tables, read
+
+
+def _publish_review(out, manifest: dict, tables: dict, read: dict, task: dict) -> dict:
+    """Render and publish the review pictures and report; a failure here costs pictures, not data."""
+    from vigil.review import REVIEW, render_review, source_fetcher
+
+    fetch = source_fetcher(task["source"], task["probe"], task.get("source_conn_id"))
+    try:
+        artifacts = render_review(manifest, tables, read[DETECTIONS], read[FRAMES], fetch, bool(task.get("blur_faces")))
+    except (VigilError, OSError, ValueError) as exc:
+        log.warning("%s: review pictures not rendered: %s", manifest["recording_id"], exc)
+        manifest["warnings"] = [*manifest["warnings"], f"review pictures could not be rendered: {exc}"]
+        return {}
+    published = {}
+    for name, data in artifacts.items():
+        uri = join_uri(task["out"], REVIEW, f"recording_id={manifest['recording_id']}", name)
+        out.write_bytes(uri, data)
+        published[name] = relative_entry({"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
+                                         task["out"])  # fmt: skip
+    return published
+
+
 def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) -> dict:
     for before, after in zip(shard_results, shard_results[1:]):
         if Fraction(before["shard"]["end"]) != Fraction(after["shard"]["start"]):
             raise VigilError(f"{recording_id}: shards {before['shard']} and {after['shard']} do not tile the recording")
     params = ProcessParams.from_dict(task["params"])
     described = RecordingProbe.from_dict(task["probe"])
+    out = storage_for(task["out"], task.get("out_conn_id"))
+    derived_files, derived_tables, read = _publish_derived(out, recording_id, shard_results, task, params)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "recording_id": recording_id,
@@ -456,9 +537,13 @@ def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) ->
             for r in shard_results
         ],
         "coverage": merge_coverage([c for r in shard_results for c in r["coverage"]]),
+        "derived": {name: relative_entry(entry, task["out"]) for name, entry in derived_files.items()},
         "totals": {
             "sampled_frames": sum(r["frames"] for r in shard_results),
             "detections": sum(r["detections"] for r in shard_results),
+            "tracks": derived_files["tracks"]["rows"],
+            "presence_intervals": derived_files["presence"]["rows"],
+            "pose_events": derived_files["pose_events"]["rows"],
             **{
                 f"{status}_seconds": round(sum(hi - lo for lo, hi, s in
                                                (c for r in shard_results for c in r["coverage"]) if s == status), 3)
@@ -468,7 +553,7 @@ def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) ->
         "finalized_at": datetime.now(timezone.utc).isoformat(),
         "vigil_version": __version__,
     }
-    out = storage_for(task["out"], task.get("out_conn_id"))
+    manifest["artifacts"] = _publish_review(out, manifest, derived_tables, read, task)
     uri = manifest_uri(task["out"], recording_id)
     out.write_bytes(uri, manifest_bytes(manifest))
     summary = {

@@ -10,6 +10,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 import pyarrow as pa
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 
 from vigil.errors import ParameterError
 from vigil.manifest import file_uris, load_manifest
-from vigil.schema import MANIFESTS, SCHEMAS, TABLES
+from vigil.schema import ALL_TABLES, DETECTIONS, MANIFESTS, SCHEMAS
 from vigil.storage import join_uri, storage_for
 
 
@@ -43,7 +44,7 @@ def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
     storage = storage_for(out, conn_id)
     listed = manifests(out, conn_id)
     con = duckdb.connect()
-    for table in TABLES:
+    for table in ALL_TABLES:
         parts = [
             pq.read_table(io.BytesIO(storage.read_bytes(uri)), schema=SCHEMAS[table])
             for manifest in listed
@@ -51,7 +52,13 @@ def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
         ]
         arrow = pa.concat_tables(parts) if parts else SCHEMAS[table].empty_table()
         con.register(f"_{table}", arrow)
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}")
+        if table != DETECTIONS:
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}")
+    # Shard files leave track_id null (tracking runs per recording, afterwards): fill it in.
+    con.execute(
+        "CREATE VIEW detections AS SELECT d.* REPLACE (tp.track_id AS track_id) FROM _detections d "
+        "LEFT JOIN _track_points tp USING (recording_id, frame_index, det_index)"
+    )
     recordings = pa.Table.from_pylist(
         [
             {
@@ -78,83 +85,126 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
     return Result([d[0] for d in cursor.description], cursor.fetchall())
 
 
-def parse_time(value: str | float | None) -> float | None:
-    """Seconds from ``HH:MM:SS[.fff]``, ``MM:SS`` or plain seconds."""
+def parse_time(value: str | float | None) -> float | datetime | None:
+    """Recording time (``HH:MM:SS[.fff]``, ``MM:SS``, seconds) or wall-clock time (ISO 8601 with a
+    zone, e.g. ``2024-03-01T22:10:00Z``), which filters on ``captured_at``."""
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    if not re.fullmatch(r"\d+(:\d{1,2}){0,2}(\.\d+)?", value):
-        raise ParameterError(f"times are HH:MM:SS(.fff), MM:SS or seconds; got {value!r}")
-    seconds = 0.0
-    for part in value.split(":"):
-        seconds = seconds * 60 + float(part)
-    return seconds
-
-
-def _recording_filter(recording: str | None, column: str = "recording_id") -> tuple[str, list]:
-    if not recording:
-        return "TRUE", []
-    # Accept the full id or its file-stem prefix, as investigators type what they see.
-    return f"({column} = ? OR {column} LIKE ? || '-%')", [recording, recording]
-
-
-def presence(con, recording: str | None = None, max_gap_s: float = 2.0, min_persons: int = 1) -> Result:
-    """Intervals in which at least ``min_persons`` were seen, merging gaps up to ``max_gap_s``.
-
-    A gap counts only between analysed frames: an interval ends at the last frame with people
-    and the next one starts at the first such frame after more than ``max_gap_s`` seconds.
-    """
-    where, args = _recording_filter(recording)
-    sql = f"""
-        WITH seen AS (
-            SELECT recording_id, pts_s, persons, captured_at FROM frames
-            WHERE status = 'ok' AND persons >= ? AND {where}
-        ), marked AS (
-            SELECT *, CASE WHEN pts_s - lag(pts_s) OVER w > ? OR lag(pts_s) OVER w IS NULL THEN 1 ELSE 0 END AS new
-            FROM seen WINDOW w AS (PARTITION BY recording_id ORDER BY pts_s)
-        ), numbered AS (
-            SELECT *, sum(new) OVER (PARTITION BY recording_id ORDER BY pts_s) AS interval_no FROM marked
+    if re.fullmatch(r"\d+(:\d{1,2}){0,2}(\.\d+)?", value):
+        seconds = 0.0
+        for part in value.split(":"):
+            seconds = seconds * 60 + float(part)
+        return seconds
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        stamp = None
+    if stamp is None or stamp.tzinfo is None:
+        raise ParameterError(
+            f"times are HH:MM:SS(.fff), MM:SS, seconds, or ISO 8601 wall-clock with a zone; got {value!r}"
         )
-        SELECT recording_id, interval_no AS "interval",
-               round(min(pts_s), 3) AS start_s, round(max(pts_s), 3) AS end_s,
-               round(max(pts_s) - min(pts_s), 3) AS seconds,
-               max(persons) AS max_persons, count(*) AS frames,
-               min(captured_at) AS captured_from
-        FROM numbered GROUP BY recording_id, interval_no ORDER BY recording_id, start_s
-    """
-    return run_sql(con, sql, [min_persons, *args, max_gap_s])
+    return stamp
 
 
-def counts(con, recording: str | None = None, bucket_s: float = 60.0) -> Result:
+@dataclass(frozen=True)
+class Window:
+    """Which recording(s) and which part of them: the filters every query shares."""
+
+    recording: str | None = None
+    start: float | datetime | None = None
+    end: float | datetime | None = None
+
+    def where(self, start_s: str, end_s: str, wall_start: str, wall_end: str) -> tuple[str, list]:
+        """SQL keeping rows whose ``[start, end)`` overlaps the window."""
+        clauses, args = [], []
+        if self.recording:
+            # The full id or its file-stem prefix, as investigators type what they see.
+            clauses.append("(recording_id = ? OR recording_id LIKE ? || '-%')")
+            args += [self.recording, self.recording]
+        lower = ">=" if start_s == end_s else ">"  # a point at the window's start is inside it
+        for bound, op, seconds_col, wall_col in ((self.start, lower, end_s, wall_end), (self.end, "<", start_s, wall_start)):
+            if bound is None:
+                continue
+            if isinstance(bound, datetime):
+                clauses.append(f"{wall_col} {op} ?")
+            else:
+                clauses.append(f"{seconds_col} {op} ?")
+            args.append(bound)
+        return (" AND ".join(clauses) or "TRUE"), args
+
+
+def presence(con, window: Window = Window(), min_duration_s: float = 0.0, min_persons: int = 1) -> Result:
+    """When people were present: intervals with their length, head count and tracks."""
+    where, args = window.where("start_s", "end_s", "start_captured_at", "end_captured_at")
+    return run_sql(con, f"""
+        SELECT recording_id, interval, start_s, end_s, round(end_s - start_s, 3) AS seconds,
+               start_captured_at, max_persons, frames, track_ids
+        FROM presence WHERE {where} AND end_s - start_s >= ? AND max_persons >= ?
+        ORDER BY recording_id, start_s""", [*args, min_duration_s, min_persons])  # fmt: skip
+
+
+def tracks(con, window: Window = Window(), min_duration_s: float = 0.0, min_conf: float = 0.0) -> Result:
+    """The people (tracks): when first and last seen, and their best view."""
+    where, args = window.where(
+        "first_s", "last_s", "first_captured_at", "first_captured_at + to_microseconds(((last_s - first_s) * 1e6)::BIGINT)"
+    )
+    return run_sql(con, f"""
+        SELECT recording_id, track_id, first_s, last_s, round(last_s - first_s, 3) AS seconds, first_captured_at,
+               frames, round(mean_confidence::DOUBLE, 3) AS mean_confidence, best_frame_index, best_pts_s
+        FROM tracks WHERE {where} AND last_s - first_s >= ? AND mean_confidence >= ?
+        ORDER BY recording_id, first_s""", [*args, min_duration_s, min_conf])  # fmt: skip
+
+
+def events(con, window: Window = Window(), posture: str | None = None, min_duration_s: float = 0.0, min_score: float = 0.0) -> Result:
+    """Posture events: who held which posture, when, for how long, how clearly."""
+    where, args = window.where(
+        "start_s", "end_s", "start_captured_at", "start_captured_at + to_microseconds(((end_s - start_s) * 1e6)::BIGINT)"
+    )
+    if posture:
+        where += " AND posture = ?"
+        args.append(posture)
+    return run_sql(con, f"""
+        SELECT recording_id, track_id, posture, start_s, end_s, round(end_s - start_s, 3) AS seconds,
+               start_captured_at, frames, round(score::DOUBLE, 3) AS score, rule_version, best_frame_index
+        FROM pose_events WHERE {where} AND end_s - start_s >= ? AND score >= ?
+        ORDER BY recording_id, start_s, track_id""", [*args, min_duration_s, min_score])  # fmt: skip
+
+
+def frames(con, window: Window = Window(), status: str | None = None, min_persons: int = 0) -> Result:
+    """Sampled frames: analysed or not (status), and how many people each shows."""
+    where, args = window.where("pts_s", "pts_s", "captured_at", "captured_at")
+    if status:
+        where += " AND status = ?"
+        args.append(status)
+    return run_sql(con, f"""
+        SELECT recording_id, shard_index, frame_index, pts_s, captured_at, persons, status
+        FROM frames WHERE {where} AND persons >= ? ORDER BY recording_id, pts_s""", [*args, min_persons])  # fmt: skip
+
+
+def counts(con, window: Window = Window(), bucket_s: float = 60.0) -> Result:
     """How many people per time bucket (default: per minute): max and mean over sampled frames."""
     if bucket_s <= 0:
         raise ParameterError(f"bucket must be positive seconds, got {bucket_s}")
-    where, args = _recording_filter(recording)
-    sql = f"""
-        SELECT recording_id, floor(pts_s / ?) * ? AS bucket_start_s,
+    where, args = window.where("pts_s", "pts_s", "captured_at", "captured_at")
+    return run_sql(con, f"""
+        SELECT recording_id, floor(pts_s / ?) * ? AS bucket_start_s, min(captured_at) AS captured_from,
                count(*) AS frames, count(*) FILTER (WHERE status <> 'ok') AS not_analysed,
                max(persons) AS max_persons, round(avg(persons), 2) AS mean_persons
         FROM frames WHERE {where}
-        GROUP BY ALL ORDER BY recording_id, bucket_start_s
-    """
-    return run_sql(con, sql, [bucket_s, bucket_s, *args])
+        GROUP BY recording_id, bucket_start_s ORDER BY recording_id, bucket_start_s""", [bucket_s, bucket_s, *args])  # fmt: skip
 
 
-def detections(con, recording: str | None, start_s: float | None, end_s: float | None, min_conf: float = 0.0) -> Result:
-    """Every detection of a recording in ``[start_s, end_s)``, with its box and keypoints."""
-    where, args = _recording_filter(recording)
-    sql = f"""
-        SELECT recording_id, frame_index, round(pts_s, 3) AS pts_s, captured_at, det_index,
+def detections(con, window: Window = Window(), min_conf: float = 0.0) -> Result:
+    """Every detection in the window, with its track, box and source."""
+    where, args = window.where("pts_s", "pts_s", "captured_at", "captured_at")
+    return run_sql(con, f"""
+        SELECT recording_id, frame_index, round(pts_s, 3) AS pts_s, captured_at, det_index, track_id,
                round(confidence::DOUBLE, 3) AS confidence, round(x1::DOUBLE, 1) AS x1, round(y1::DOUBLE, 1) AS y1,
                round(x2::DOUBLE, 1) AS x2, round(y2::DOUBLE, 1) AS y2, source_uri
-        FROM detections
-        WHERE {where} AND pts_s >= ? AND pts_s < ? AND confidence >= ?
-        ORDER BY recording_id, pts_s, det_index
-    """
-    lo = start_s if start_s is not None else float("-inf")
-    hi = end_s if end_s is not None else float("inf")
-    return run_sql(con, sql, [*args, lo, hi, min_conf])
+        FROM detections WHERE {where} AND confidence >= ?
+        ORDER BY recording_id, pts_s, det_index""", [*args, min_conf])  # fmt: skip
 
 
 def format_result(result: Result, fmt: str = "table") -> str:

@@ -65,7 +65,84 @@ FRAMES_SCHEMA = pa.schema(
     ]
 )
 
-SCHEMAS = {DETECTIONS: DETECTIONS_SCHEMA, FRAMES: FRAMES_SCHEMA}
+# Derived per recording once all its shards are done (see derived.py): one file per table.
+TRACK_POINTS = "track_points"
+TRACKS = "tracks"
+PRESENCE = "presence"
+POSE_EVENTS = "pose_events"
+DERIVED_TABLES = (TRACK_POINTS, TRACKS, PRESENCE, POSE_EVENTS)
+ALL_TABLES = TABLES + DERIVED_TABLES
+
+_utc = pa.timestamp("us", tz="UTC")
+
+TRACK_POINTS_SCHEMA = pa.schema(
+    [
+        pa.field("recording_id", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int64(), nullable=False),
+        pa.field("det_index", pa.int32(), nullable=False),
+        pa.field("pts_s", pa.float64(), nullable=False),
+        pa.field("track_id", pa.int64(), nullable=False),
+    ]
+)
+
+TRACKS_SCHEMA = pa.schema(
+    [
+        pa.field("recording_id", pa.string(), nullable=False),
+        pa.field("track_id", pa.int64(), nullable=False),
+        pa.field("first_s", pa.float64(), nullable=False),
+        pa.field("last_s", pa.float64(), nullable=False),
+        pa.field("first_captured_at", _utc),
+        pa.field("frames", pa.int32(), nullable=False),
+        pa.field("mean_confidence", pa.float32(), nullable=False),
+        pa.field("best_frame_index", pa.int64(), nullable=False),
+        pa.field("best_pts_s", pa.float64(), nullable=False),
+        pa.field("best_det_index", pa.int32(), nullable=False),
+        pa.field("best_x1", pa.float32(), nullable=False),
+        pa.field("best_y1", pa.float32(), nullable=False),
+        pa.field("best_x2", pa.float32(), nullable=False),
+        pa.field("best_y2", pa.float32(), nullable=False),
+    ]
+)
+
+PRESENCE_SCHEMA = pa.schema(
+    [
+        pa.field("recording_id", pa.string(), nullable=False),
+        pa.field("interval", pa.int32(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
+        pa.field("start_captured_at", _utc),
+        pa.field("end_captured_at", _utc),
+        pa.field("max_persons", pa.int32(), nullable=False),
+        pa.field("frames", pa.int32(), nullable=False),
+        pa.field("track_ids", pa.list_(pa.int64()), nullable=False),
+    ]
+)
+
+POSE_EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("recording_id", pa.string(), nullable=False),
+        pa.field("track_id", pa.int64(), nullable=False),
+        pa.field("posture", pa.string(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
+        pa.field("start_captured_at", _utc),
+        pa.field("frames", pa.int32(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+        pa.field("rule_version", pa.string(), nullable=False),
+        pa.field("best_frame_index", pa.int64(), nullable=False),
+        pa.field("best_pts_s", pa.float64(), nullable=False),
+        pa.field("best_det_index", pa.int32(), nullable=False),
+    ]
+)
+
+SCHEMAS = {
+    DETECTIONS: DETECTIONS_SCHEMA,
+    FRAMES: FRAMES_SCHEMA,
+    TRACK_POINTS: TRACK_POINTS_SCHEMA,
+    TRACKS: TRACKS_SCHEMA,
+    PRESENCE: PRESENCE_SCHEMA,
+    POSE_EVENTS: POSE_EVENTS_SCHEMA,
+}
 
 # What each column means: rendered into the README's schema table (see tests/test_schema.py).
 DESCRIPTIONS = {
@@ -87,6 +164,26 @@ DESCRIPTIONS = {
     "kp_conf": "17 keypoint confidences, COCO order, 0–1",
     "persons": "number of people detected in the frame (0 = analysed and nobody there)",
     "runtime": "the inference runtime that produced the row, e.g. onnxruntime-1.32.0/cpu or torch-2.14.1/cuda:0/fp16",
+    "first_s": "time of the track's first detection (seconds from the first frame)",
+    "last_s": "time of the track's last detection",
+    "first_captured_at": "wall-clock UTC time of the first detection, when the recording's start is known",
+    "frames": "number of sampled frames (track: with this person; presence: in the interval; event: holding the posture)",
+    "mean_confidence": "mean detection score over the track",
+    "best_frame_index": "frame with the best view (track: largest box among confident detections; event: highest score)",
+    "best_pts_s": "time of that frame",
+    "best_det_index": "det_index of the person in that frame",
+    "best_x1": "best view box, left", "best_y1": "best view box, top", "best_x2": "best view box, right",
+    "best_y2": "best view box, bottom",
+    "interval": "number of the presence interval in the recording, from 1",
+    "start_s": "start of the interval (seconds from the first frame)",
+    "end_s": "end of the interval (exclusive: end of its last sampling interval)",
+    "start_captured_at": "wall-clock UTC start, when known",
+    "end_captured_at": "wall-clock UTC end, when known",
+    "max_persons": "most people seen in one frame of the interval",
+    "track_ids": "the tracks seen in the interval",
+    "posture": "lying, hands_raised, arms_behind_back, kneeling_or_crouching or suspended",
+    "score": "mean rule score over the event's frames, 0–1",
+    "rule_version": "version of the posture rules that produced the event",
     "status": "'ok': decoded and analysed; 'undecodable': the recording has frames here but none decoded; 'no_frame': the recording has no frame in this sampling interval",
 }
 

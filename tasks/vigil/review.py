@@ -1,0 +1,100 @@
+"""The review artifacts of one recording — timeline, contact sheet, event thumbnails, HTML report —
+rendered from its tables and the source frames."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from vigil.report import report_html
+from vigil.schema import POSE_EVENTS, PRESENCE, TRACKS
+
+REVIEW = "review"
+
+
+def source_fetcher(source: dict, probe: dict, conn_id: str | None):
+    """Frames of the exact source version that was analysed (pinned by ETag on S3)."""
+    from vigil.frames import fetch_frames
+    from vigil.probe import RecordingProbe
+    from vigil.storage import storage_for
+
+    described = RecordingProbe.from_dict({**probe, "keyframes": []})
+
+    def fetch(wanted):
+        if not wanted:
+            return {}
+        storage = storage_for(source["uri"], conn_id)
+        with storage.open(source["uri"], etag=source.get("etag")) as handle:
+            return fetch_frames(handle, source["uri"], described, wanted)
+
+    return fetch
+
+
+def render_review(manifest: dict, tables: dict[str, pa.Table], detections: pa.Table, frames: pa.Table,
+                  fetch, blur: bool) -> dict[str, bytes]:  # fmt: skip
+    """``{file name: bytes}``: timeline.png, contact_sheet.jpg, event-NNN.jpg, report.html."""
+    from vigil.render import contact_sheet_jpeg, event_thumbnails, timeline_png
+
+    title = f"{manifest['recording_id']} — {manifest['source']['uri']}"
+    timeline = timeline_png(frames, tables[PRESENCE], tables[POSE_EVENTS], manifest["coverage"], title)
+    sheet = contact_sheet_jpeg(tables[TRACKS], detections, fetch, blur)
+    thumbnails = event_thumbnails(tables[POSE_EVENTS], detections, fetch, blur)
+    artifacts = {"timeline.png": timeline}
+    if sheet:
+        artifacts["contact_sheet.jpg"] = sheet
+    for number, thumbnail in enumerate(thumbnails, 1):
+        if thumbnail:
+            artifacts[f"event-{number:03d}.jpg"] = thumbnail
+    artifacts["report.html"] = report_html(
+        manifest, tables[PRESENCE].to_pylist(), tables[POSE_EVENTS].to_pylist(), tables[TRACKS].to_pylist(),
+        timeline, sheet, thumbnails, blur,
+    ).encode()  # fmt: skip
+    return artifacts
+
+
+def write_report(out: str, recording: str, html_path: str | None, blur: bool, conn_id: str | None) -> str:
+    """``vigil report``: render a recording's page afresh from its outputs and source frames.
+
+    When the source cannot be read (only the output was handed over), the pictures stored at
+    finalize time are used instead.
+    """
+    from pathlib import Path
+
+    from vigil import query
+    from vigil.errors import ParameterError, VigilError
+    from vigil.schema import DERIVED_TABLES
+    from vigil.storage import join_uri, storage_for
+
+    listed = query.manifests(out, conn_id)
+    matches = [m for m in listed if m["recording_id"] == recording or m["recording_id"].startswith(recording + "-")]
+    if len(matches) != 1:
+        known = ", ".join(m["recording_id"] for m in listed) or "none"
+        raise ParameterError(f"{recording!r} matches {len(matches)} recordings under {out} (known: {known})")
+    manifest = matches[0]
+    con = query.connect(out, conn_id)
+    rid = manifest["recording_id"]
+    def rows(sql: str):
+        return con.sql(sql, params=[rid]).to_arrow_table()
+
+    tables = {t: rows(f"SELECT * FROM {t} WHERE recording_id = $1") for t in DERIVED_TABLES}
+    detections = rows("SELECT * FROM detections WHERE recording_id = $1")
+    frames = rows("SELECT * FROM frames WHERE recording_id = $1 ORDER BY pts_s")
+    probe = {"start_pts": 0, "end_pts": 0, "frame_count": manifest["frame_count"], "keyframes": [], "time_base": "1/1",
+             "container_format": "", "codec": "", "width": 0, "height": 0}  # fmt: skip
+    stored = None
+    try:
+        from vigil.sink import read_provenance
+
+        shard = manifest["shards"][0]["files"]["frames"]
+        stream = read_provenance(storage_for(out, conn_id).read_bytes(join_uri(out, shard["path"])))["stream"]
+        probe.update({k: stream[k] for k in ("time_base", "start_pts", "end_pts", "codec", "width", "height")})
+        html = render_review(manifest, tables, detections, frames, source_fetcher(manifest["source"], probe, conn_id), blur)
+    except (VigilError, OSError) as exc:
+        if blur:
+            raise ParameterError(f"cannot read the source to render blurred pictures: {exc}") from exc
+        stored = manifest.get("artifacts", {}).get("report.html")
+        if not stored:
+            raise
+        html = {"report.html": storage_for(out, conn_id).read_bytes(join_uri(out, stored["path"]))}
+    target = Path(html_path or f"{rid}.html")
+    target.write_bytes(html["report.html"])
+    return str(target)
