@@ -45,3 +45,18 @@ def test_detector_finds_people_with_keypoints_in_real_photos():
     assert (bus.xyxy[:, [0, 2]] <= width + 1).all() and (bus.xyxy[:, [1, 3]] <= height + 1).all()
     assert bus.keypoints.shape[1:] == (17, 3)
     assert (np.diff(bus.confidence) <= 0).all(), "det_index 0 is the most confident person"
+
+
+def test_onnx_runtime_and_pytorch_agree_on_real_photos():
+    import cv2
+    import ultralytics
+
+    assets = Path(ultralytics.__file__).parent / "assets"
+    images = [cv2.imread(str(assets / "zidane.jpg"))]
+    onnx = load_detector(ProcessParams(runtime="onnx"))
+    torch = load_detector(ProcessParams(runtime="torch"))
+    assert onnx.runtime.startswith("onnxruntime-") and torch.runtime.startswith("torch-")
+    a, b = onnx.detect(images)[0], torch.detect(images)[0]
+    assert len(a) == len(b) >= 2
+    assert np.abs(a.xyxy - b.xyxy).max() < 0.5 and np.abs(a.confidence - b.confidence).max() < 0.01
+    assert np.abs(a.keypoints[..., :2] - b.keypoints[..., :2]).max() < 1.0

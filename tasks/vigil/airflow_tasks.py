@@ -45,7 +45,10 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
         "model": Param("yolo11n-pose.pt", type="string", minLength=1, title="Model weights (default, path or URI)"),
         "model_sha256": Param(None, type=["null", "string"], pattern="^[0-9a-fA-F]{64}$", title="SHA-256 of the weights"),
         "batch_size": Param(8, type="integer", minimum=1, maximum=256, title="Frames per model batch"),
-        "device": Param("cpu", type="string", pattern="^(cpu|cuda(:[0-9]+)?)$", title="Inference device"),
+        "device": Param("cpu", type="string", pattern="^(cpu|cuda(:[0-9]+)?)$", title="Inference device",
+                        description="cuda sends the shards to the GPU queue"),
+        "runtime": Param("auto", type="string", enum=["auto", "onnx", "torch"], title="Inference runtime",
+                         description="auto: ONNX Runtime on CPU, PyTorch FP16 on CUDA"),
         "recording_start": Param(
             None, type=["null", "string"], format="date-time", title="Wall-clock time of the first frame (UTC offset required)"
         ),
@@ -85,6 +88,7 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
             model_sha256=params["model_sha256"],
             batch_size=int(params["batch_size"]),
             device=params["device"],
+            runtime=params.get("runtime", "auto"),
         ),
         source_conn_id=params.get("conn_id"),
         out_conn_id=params.get("conn_id"),

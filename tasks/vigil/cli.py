@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--model", default=config.DEFAULT_MODEL, help="weights: default, a path or a URI")
     process.add_argument("--model-sha256", default=None, help="required for any model but the default")
     process.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH)
-    process.add_argument("--device", default="cpu")
+    process.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    process.add_argument("--runtime", default="auto", choices=config.RUNTIMES,
+                         help="auto: ONNX Runtime on CPU, PyTorch FP16 on CUDA")  # fmt: skip
     process.add_argument("--recording-start", default=None, help="ISO 8601 wall-clock time of the first frame")
     process.add_argument("--conn-id", default=None, help="Airflow connection id for s3:// (else AWS environment)")
     process.add_argument(
@@ -123,6 +125,7 @@ def _process(args) -> int:
             model_sha256=args.model_sha256,
             batch_size=args.batch_size,
             device=args.device,
+            runtime=args.runtime,
         ),
         source_conn_id=args.conn_id,
         out_conn_id=args.conn_id,

@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"… {len(presence.rows)} intervals in all\n\nHow many per minute? (vigil query counts)")
     per_minute = query.counts(con)
     print(query.format_result(query.Result(per_minute.columns, per_minute.rows[:5])))
-    print(f"\nTry: vigil query presence {conf['out']}\n     vigil query detections {conf['out']} --from 00:10:00 --to 00:10:05")
+    reports = sorted(out_dir.glob("review/recording_id=*/report.html"))
+    if reports:
+        print(f"\nReport to open in a browser: {reports[0]}")
+    print(f"\nTry: vigil query presence {conf['out']}\n     vigil query detections {conf['out']} --from 00:10:00 --to 00:10:05"
+          f"\n     vigil verify {conf['out']}")  # fmt: skip
     return 0
 
 
