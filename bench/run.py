@@ -132,6 +132,7 @@ def _run_vigil(recording: str, sample_fps: float, shard_seconds: int) -> dict:
     import tempfile
 
     from vigil import pipeline, query
+    from vigil.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
     from vigil.storage import file_uri
 
@@ -142,7 +143,7 @@ def _run_vigil(recording: str, sample_fps: float, shard_seconds: int) -> dict:
     began = time.perf_counter()
     planned = pipeline.plan_all(request, pipeline.discover(request))
     results = [pipeline.detect_shard(task) for task in planned["shards"]]
-    pipeline.finalize(results, planned["failed"])
+    finalize(results, planned["failed"])
     seconds = time.perf_counter() - began
     con = query.connect(out)
     boxes: dict[int, list] = {}

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow
 def _process(path, out, sample_fps=1.0, shard_seconds=30):
     """Plan, analyse and finalize one recording; return its manifest and frames rows."""
     from vigil import pipeline, query
+    from vigil.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
 
     request = RunRequest(
@@ -22,7 +23,7 @@ def _process(path, out, sample_fps=1.0, shard_seconds=30):
     planned = pipeline.plan_all(request, pipeline.discover(request))
     if planned["failed"]:
         return planned["failed"], None, None
-    pipeline.finalize([pipeline.detect_shard(task) for task in planned["shards"]])
+    finalize([pipeline.detect_shard(task) for task in planned["shards"]])
     (manifest,) = query.manifests(file_uri(out))
     frames = query.connect(file_uri(out)).execute("SELECT pts_s, frame_index, status FROM frames ORDER BY pts_s").fetchall()
     return None, manifest, frames

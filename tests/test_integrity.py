@@ -190,6 +190,7 @@ def test_two_attempts_of_one_shard_on_s3_end_with_one_file(s3_storage, footage):
 
 def test_credentials_never_reach_outputs_or_logs(s3_storage, footage, caplog):
     from vigil import pipeline
+    from vigil.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
 
     bucket_in, bucket_out = s3_storage.buckets["source"], s3_storage.buckets["out"]
@@ -200,7 +201,7 @@ def test_credentials_never_reach_outputs_or_logs(s3_storage, footage, caplog):
     )  # fmt: skip
     with caplog.at_level("DEBUG", logger="vigil"):
         planned = pipeline.plan_all(request, pipeline.discover(request))
-        pipeline.finalize([pipeline.detect_shard(s) for s in planned["shards"]], planned["failed"])
+        finalize([pipeline.detect_shard(s) for s in planned["shards"]], planned["failed"])
     written = b"".join(s3_storage.read_bytes(o.uri) for o in s3_storage.list(f"s3://{bucket_out}/vigil"))
     for secret in (b"testing-secret", b"testing-key"):
         assert secret not in written

@@ -117,12 +117,12 @@ def plan(unprocessed_only: bool = False, params: dict | None = None, dag=None, d
     Returns the shards (mapped over by ``detect``); recordings that could not be planned are
     pushed as XCom ``failed`` for ``finalize`` to report.
     """
+    from airflow.configuration import conf
+
     from vigil import pipeline
 
     try:
         request = run_request_from(params, dag_run.conf if dag_run else None, set(dag.params))
-        from airflow.configuration import conf
-
         recordings = pipeline.discover(request)
         if unprocessed_only:
             recordings = pipeline.unprocessed(request, recordings)
@@ -171,15 +171,15 @@ def shards_for(shards: list[dict], device: str) -> list[dict]:
 @task(trigger_rule="all_done", outlets=[DETECTIONS_ASSET])
 def finalize(cpu_results, gpu_results, outlet_events=None, ti=None) -> list[dict]:
     """Write each complete recording's manifest; fail naming any recording that did not complete."""
-    from vigil import pipeline
+    from vigil import finalize as finalizing
 
     results = [*(cpu_results or []), *(gpu_results or [])]
     failed = ti.xcom_pull(task_ids="plan", key=FAILED_KEY)
     if failed is None:
         failed = [{"uri": "(plan)", "error": "planning did not finish; see the plan task's log"}]
     try:
-        summaries = pipeline.finalize([r for r in results if r], failed)
-    except pipeline.RecordingsFailed as exc:
+        summaries = finalizing.finalize([r for r in results if r], failed)
+    except finalizing.RecordingsFailed as exc:
         summaries = exc.summaries
         _announce(outlet_events, summaries)
         _fail_fast(exc)

@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 def _process(args) -> int:
     from vigil import pipeline
     from vigil.config import ProcessParams, RunRequest
+    from vigil.finalize import RecordingsFailed, finalize
 
     request = RunRequest(
         sources=tuple(args.sources),
@@ -141,8 +142,8 @@ def _process(args) -> int:
         results.append(pipeline.detect_shard(task))
         logging.info("shard %d/%d done", i, len(planned["shards"]))
     try:
-        summaries = pipeline.finalize(results, planned["failed"])
-    except pipeline.RecordingsFailed as exc:
+        summaries = finalize(results, planned["failed"])
+    except RecordingsFailed as exc:
         summaries = exc.summaries
         print(json.dumps(summaries, indent=1))
         raise

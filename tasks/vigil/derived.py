@@ -2,7 +2,7 @@
 presence intervals and posture events.
 
 Pure functions from the recording's ``detections`` and ``frames`` rows (Arrow tables) to the
-derived tables; publishing them is the caller's job (pipeline.finalize).
+derived tables; publishing them is the caller's job (finalize.py).
 """
 
 from __future__ import annotations
