@@ -42,6 +42,8 @@ def main() -> int:
     parser.add_argument("--sample-fps", type=float, default=1.0)
     parser.add_argument("--shard-seconds", type=int, default=600)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--static-gate", type=float, nargs="*", default=[],
+                        help="also run vigil with static-scene gating at these thresholds (%% of pixels changed)")
     args = parser.parse_args()
 
     runs = []
@@ -51,16 +53,17 @@ def main() -> int:
         duration = copies * FOOTAGE_SECONDS
         print(f"\n{recording.name}: {duration / 60:.1f} min, sampling {args.sample_fps} fps", flush=True)
         measured = {}
-        for path in ("baseline", "vigil"):
-            if path == "baseline" and args.skip_baseline:
-                continue
-            measured[path] = _child(path, recording, args.sample_fps, args.shard_seconds)
+        paths = [("baseline", None)] * (not args.skip_baseline) + [("vigil", None)]
+        paths += [(f"vigil-gate{g:g}", g) for g in args.static_gate]
+        for path, gate in paths:
+            measured[path] = _child(path, recording, args.sample_fps, args.shard_seconds, gate)
             m = measured[path]
             print(f"  {path:8s} {m['frames']:6d} frames in {m['seconds']:7.1f} s: {m['frames'] / m['seconds']:6.2f} "
                   f"frames/s, realtime x{duration / m['seconds']:6.1f}, peak RSS {m['peak_rss_mb']:6.0f} MB", flush=True)  # fmt: skip
         row = {"minutes": duration / 60, "sample_fps": args.sample_fps, "shard_seconds": args.shard_seconds}
         for path, m in measured.items():
             row[path] = {
+                "static_frames": m.get("static_frames", 0),
                 "frames": m["frames"],
                 "seconds": round(m["seconds"], 2),
                 "frames_per_s": round(m["frames"] / m["seconds"], 3),
@@ -69,10 +72,14 @@ def main() -> int:
                 "runtime": m.get("runtime"),
             }
         if "baseline" in measured:
-            row["agreement"] = _agreement(measured["baseline"]["boxes"], measured["vigil"]["boxes"])
-            row["speedup"] = round(row["vigil"]["frames_per_s"] / row["baseline"]["frames_per_s"], 2)
-            print(f"  agreement {row['agreement']['fraction']:.4f} ({row['agreement']['matched']}/"
-                  f"{row['agreement']['baseline_boxes']}), speed-up x{row['speedup']}", flush=True)  # fmt: skip
+            for path in measured:
+                if path == "baseline":
+                    continue
+                row[path]["agreement"] = _agreement(measured["baseline"]["boxes"], measured[path]["boxes"])
+                row[path]["speedup"] = round(row[path]["frames_per_s"] / row["baseline"]["frames_per_s"], 2)
+                a = row[path]["agreement"]
+                print(f"  {path}: agreement {a['fraction']:.4f} ({a['matched']}/{a['baseline_boxes']}), "
+                      f"speed-up x{row[path]['speedup']}, static frames {row[path]['static_frames']}", flush=True)  # fmt: skip
         runs.append(row)
 
     results = ROOT / "bench" / "results"
@@ -94,9 +101,10 @@ def _recording(copies: int) -> Path:
     return target
 
 
-def _child(path: str, recording: Path, sample_fps: float, shard_seconds: int) -> dict:
+def _child(path: str, recording: Path, sample_fps: float, shard_seconds: int, gate: float | None) -> dict:
     out = CACHE / f"{path}-{recording.stem}.json"
-    command = [sys.executable, __file__, "_" + path, str(recording), str(sample_fps), str(shard_seconds), str(out)]
+    which = "_baseline" if path == "baseline" else "_vigil"
+    command = [sys.executable, __file__, which, str(recording), str(sample_fps), str(shard_seconds), str(gate or 0), str(out)]
     subprocess.run(command, check=True, env={**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False"})
     return json.loads(out.read_text())
 
@@ -105,7 +113,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int) -> dict:
+def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int, _gate: float) -> dict:
     import importlib.resources
 
     from ultralytics import YOLO
@@ -128,7 +136,7 @@ def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int) -> dic
     return {"frames": len(boxes), "seconds": time.perf_counter() - began, "boxes": boxes, "runtime": "torch/cpu"}
 
 
-def _run_vigil(recording: str, sample_fps: float, shard_seconds: int) -> dict:
+def _run_vigil(recording: str, sample_fps: float, shard_seconds: int, gate: float) -> dict:
     import tempfile
 
     from vigil import pipeline, query
@@ -137,9 +145,8 @@ def _run_vigil(recording: str, sample_fps: float, shard_seconds: int) -> dict:
     from vigil.storage import file_uri
 
     out = file_uri(tempfile.mkdtemp(prefix="vigil-bench-"))
-    request = RunRequest(
-        sources=(file_uri(recording),), out=out, params=ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds)
-    )
+    params = ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds, static_gate=gate or None)
+    request = RunRequest(sources=(file_uri(recording),), out=out, params=params)
     began = time.perf_counter()
     planned = pipeline.plan_all(request, pipeline.discover(request))
     results = [pipeline.detect_shard(task) for task in planned["shards"]]
@@ -151,8 +158,15 @@ def _run_vigil(recording: str, sample_fps: float, shard_seconds: int) -> dict:
         "SELECT frame_index, x1, y1, x2, y2, confidence FROM detections ORDER BY frame_index, det_index"
     ).fetchall():
         boxes.setdefault(frame_index, []).append([x1, y1, x2, y2, conf])
-    frames = con.execute("SELECT count(*) FROM frames WHERE status = 'ok'").fetchone()[0]
-    return {"frames": frames, "seconds": seconds, "boxes": boxes, "runtime": results[0]["runtime"]}
+    # A static frame is answered with the detections of the analysed frame it inherits from.
+    for frame_index, reference in con.execute(
+        "SELECT frame_index, inherits_from FROM frames WHERE status = 'static'"
+    ).fetchall():
+        boxes[frame_index] = boxes.get(reference, [])
+    frames, static = con.execute(
+        "SELECT count(*) FILTER (WHERE status IN ('ok', 'static')), count(*) FILTER (WHERE status = 'static') FROM frames"
+    ).fetchone()
+    return {"frames": frames, "static_frames": static, "seconds": seconds, "boxes": boxes, "runtime": results[0]["runtime"]}
 
 
 def _agreement(baseline: dict, vigil: dict) -> dict:
@@ -185,9 +199,9 @@ def _machine() -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in ("_baseline", "_vigil"):
-        _, which, recording, fps, shard_seconds, out = sys.argv
+        _, which, recording, fps, shard_seconds, gate, out = sys.argv
         run = _run_baseline if which == "_baseline" else _run_vigil
-        measured = run(recording, float(fps), int(shard_seconds))
+        measured = run(recording, float(fps), int(shard_seconds), float(gate))
         measured["peak_rss_mb"] = _peak_rss_mb()
         Path(out).write_text(json.dumps(measured))
     else:

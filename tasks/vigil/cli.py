@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--model", default=config.DEFAULT_MODEL, help="weights: default, a path or a URI")
     process.add_argument("--model-sha256", default=None, help="required for any model but the default")
     process.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH)
+    process.add_argument("--static-gate", type=float, default=None, metavar="PERCENT",
+                         help="skip inference on frames with less than PERCENT of pixels changed since the last "
+                              "analysed one (off by default; try 0.5)")  # fmt: skip
     process.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     process.add_argument("--runtime", default="auto", choices=config.RUNTIMES,
                          help="auto: ONNX Runtime on CPU, PyTorch FP16 on CUDA")  # fmt: skip
@@ -127,6 +130,7 @@ def _process(args) -> int:
             batch_size=args.batch_size,
             device=args.device,
             runtime=args.runtime,
+            static_gate=args.static_gate,
         ),
         source_conn_id=args.conn_id,
         out_conn_id=args.conn_id,

@@ -39,6 +39,7 @@ class ProcessParams:
     batch_size: int = DEFAULT_BATCH
     device: str = "cpu"
     runtime: str = "auto"  # "auto", "onnx" (ONNX Runtime, CPU) or "torch"
+    static_gate: float | None = None  # off; else skip inference on frames this similar (see gating.py)
 
     def __post_init__(self) -> None:
         if not 0 < self.sample_fps <= 60:
@@ -69,6 +70,8 @@ class ProcessParams:
             raise ParameterError(f"model_sha256 must be 64 hex digits, got {self.model_sha256!r}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ParameterError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.static_gate is not None and not 0 < self.static_gate <= 50:
+            raise ParameterError(f"static_gate must be off (null) or in (0, 50] percent of pixels, got {self.static_gate}")
         if self.runtime not in RUNTIMES:
             raise ParameterError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         if self.runtime == "onnx" and self.device != "cpu":

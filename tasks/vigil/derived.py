@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from vigil import postures
-from vigil.schema import POSE_EVENTS, PRESENCE, SCHEMAS, STATUS_OK, TRACK_POINTS, TRACKS
+from vigil.schema import POSE_EVENTS, PRESENCE, SCHEMAS, STATUS_OK, STATUS_STATIC, TRACK_POINTS, TRACKS
 from vigil.tracking import TRACKER_VERSION, FrameBoxes, TrackerSettings, assign_tracks
 
 DERIVED_VERSION = f"{TRACKER_VERSION}+{postures.RULES_VERSION}+presence-1"
@@ -118,7 +118,7 @@ def _presence(recording_id, frames, det, track_of_row, sample_fps, max_gap_s, wa
     last_seen = None
     unanalysed_since = False
     for fi, pts, persons, status in zip(*(frames[c].to_pylist() for c in ("frame_index", "pts_s", "persons", "status"))):
-        if status != STATUS_OK:
+        if status not in (STATUS_OK, STATUS_STATIC):  # a static frame was looked at, and inherits its count
             unanalysed_since = True
             continue
         if persons == 0:

@@ -243,6 +243,7 @@ def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, i
     from vigil.detector import load_detector
     from vigil.faults import checkpoint
     from vigil.frames import sampled_frames
+    from vigil.gating import StaticGate
     from vigil.probe import Keyframe
     from vigil.sink import ShardRows, parquet_bytes, publish
 
@@ -267,16 +268,24 @@ def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, i
         frames = sampled_frames(handle, source_uri, described, shard, params.sample_fps, keyframes)
         # Decoding runs in its own thread, a bounded queue ahead of inference: neither waits for
         # the other, and memory stays at a few batches of frames whatever the shard length.
+        gate = StaticGate(params.static_gate)
+        last_analysed: tuple[int, object] | None = None  # (frame_index, Detections)
         for count, batch in enumerate(prefetch(batches(frames, params.batch_size), depth=2)):
             if count == 0:
                 checkpoint("decode")
             decoded = [f for f in batch if f.image is not None]
+            inherits = {f.frame_index: gate.reference_for(f.frame_index, f.image) for f in decoded}
+            analysed = [f for f in decoded if inherits[f.frame_index] is None]
             checkpoint("inference")
-            for frame, found in zip(decoded, detector.detect([f.image for f in decoded])):
-                rows.add_frame(frame.frame_index, frame.seconds, found)
+            found_by_index = dict(zip((f.frame_index for f in analysed), detector.detect([f.image for f in analysed])))
             for frame in batch:
                 if frame.image is None:
                     rows.add_missing(frame.seconds, frame.status)
+                elif inherits[frame.frame_index] is None:
+                    last_analysed = (frame.frame_index, found_by_index[frame.frame_index])
+                    rows.add_frame(frame.frame_index, frame.seconds, last_analysed[1])
+                else:  # the gate's reference is always the latest analysed frame
+                    rows.add_static(frame.frame_index, frame.seconds, last_analysed[0], last_analysed[1])
         fetched = getattr(handle, "bytes_fetched", None)
 
     provenance = _provenance(task, detector, run_context, rows.coverage(shard.start, shard.end))

@@ -34,7 +34,7 @@ def timeline_png(frames: pa.Table, presence: pa.Table, events: pa.Table, coverag
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = frames.filter(pa.compute.equal(frames["status"], "ok"))
+    ok = frames.filter(pa.compute.is_in(frames["status"], pa.array(["ok", "static"])))
     fig, (ax, lane) = plt.subplots(2, 1, figsize=(12, 3.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     for start, end in zip(presence["start_s"].to_pylist(), presence["end_s"].to_pylist()):
         ax.axvspan(start, end, color="#2ca02c", alpha=0.15, lw=0)

@@ -26,7 +26,8 @@ TABLES = (DETECTIONS, FRAMES)
 STATUS_OK = "ok"  # the frame was decoded and analysed
 STATUS_UNDECODABLE = "undecodable"  # the recording has frames in this bin, none could be decoded
 STATUS_NO_FRAME = "no_frame"  # the recording has no frame in this bin (a gap in the recording)
-STATUSES = (STATUS_OK, STATUS_UNDECODABLE, STATUS_NO_FRAME)
+STATUS_STATIC = "static"  # decoded, unchanged since an analysed frame: its detections are inherited
+STATUSES = (STATUS_OK, STATUS_UNDECODABLE, STATUS_NO_FRAME, STATUS_STATIC)
 
 _keypoints = pa.list_(pa.float32(), 17)
 
@@ -61,6 +62,7 @@ FRAMES_SCHEMA = pa.schema(
         pa.field("captured_at", pa.timestamp("us", tz="UTC")),
         pa.field("persons", pa.int32(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
+        pa.field("inherits_from", pa.int64()),  # for status "static": the analysed frame it copies
         pa.field("runtime", pa.string(), nullable=False),
     ]
 )
@@ -184,7 +186,8 @@ DESCRIPTIONS = {
     "posture": "lying, hands_raised, arms_behind_back, kneeling_or_crouching or suspended",
     "score": "mean rule score over the event's frames, 0–1",
     "rule_version": "version of the posture rules that produced the event",
-    "status": "'ok': decoded and analysed; 'undecodable': the recording has frames here but none decoded; 'no_frame': the recording has no frame in this sampling interval",
+    "inherits_from": "for a 'static' frame (gating on), the frame_index of the analysed frame whose detections it inherits; else null",
+    "status": "'ok': decoded and analysed; 'undecodable': the recording has frames here but none decoded; 'no_frame': the recording has no frame in this sampling interval; 'static': decoded but unchanged since an analysed frame, not analysed itself (see inherits_from)",
 }
 
 COCO_KEYPOINTS = (

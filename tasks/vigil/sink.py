@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from vigil.config import as_fraction
 from vigil.detections import Detections
 from vigil.sharding import sample_bin
-from vigil.schema import DETECTIONS, FRAMES, PROVENANCE_KEY, SCHEMAS, STATUS_OK
+from vigil.schema import DETECTIONS, FRAMES, PROVENANCE_KEY, SCHEMAS, STATUS_OK, STATUS_STATIC
 from vigil.storage import Storage
 
 ROW_GROUP_ROWS = 50_000
@@ -53,7 +53,13 @@ class ShardRows:
         """A sampling bin with no analysed frame (``seconds`` is the bin's start)."""
         self.add_frame(None, seconds, Detections.empty(), status)
 
-    def add_frame(self, frame_index: int | None, seconds: Fraction, found: Detections, status: str = STATUS_OK) -> None:
+    def add_static(self, frame_index: int, seconds: Fraction, reference: int, found: Detections) -> None:
+        """A frame not analysed because it did not change since frame ``reference``: it says how
+        many people that frame showed, and no detection rows are written for it."""
+        self.add_frame(frame_index, seconds, found, STATUS_STATIC, inherits_from=reference)
+
+    def add_frame(self, frame_index: int | None, seconds: Fraction, found: Detections, status: str = STATUS_OK,
+                  inherits_from: int | None = None) -> None:  # fmt: skip
         self.bins[sample_bin(seconds, self.sample_fps)] = status
         pts_s = float(seconds)
         captured_at = self.recording_start + timedelta(seconds=pts_s) if self.recording_start else None
@@ -66,8 +72,11 @@ class ShardRows:
             captured_at=captured_at,
             persons=len(found),
             status=status,
+            inherits_from=inherits_from,
             runtime=self.runtime,
         )
+        if status == STATUS_STATIC:
+            return
         for det_index in range(len(found)):
             x1, y1, x2, y2 = (float(v) for v in found.xyxy[det_index])
             keypoints = found.keypoints[det_index]
