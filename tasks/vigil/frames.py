@@ -131,30 +131,34 @@ def keyframes_between(probe: RecordingProbe, start_pts: int, end: Fraction) -> t
     return probe.keyframes[lo:hi]
 
 
-def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequence[tuple[int, float]]) -> dict:
-    """Decode particular frames, given as ``(frame_index, pts_s)``: ``{frame_index: BGR image}``.
-
-    For review pictures (a few dozen frames): each is reached by seeking to the keyframe before
-    it and decoding forward to its exact timestamp.
+def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequence[tuple[int, float]]) -> Iterator:
+    """Decode particular frames, given as ``(frame_index, pts_s)``; yield ``(frame_index, BGR image)``
+    in time order, one at a time, so a caller holds one full frame at a time whatever their number.
+    A frame that cannot be decoded is left out (review pictures are not worth failing for).
     """
     import av
 
-    found: dict[int, np.ndarray] = {}
     with av.open(source, mode="r", metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         for frame_index, pts_s in sorted(set(wanted), key=lambda item: item[1]):
-            target = probe.start_pts + Fraction(pts_s).limit_denominator(1_000_000) / probe.tb
-            container.seek(max(int(target) - 1, probe.start_pts), stream=stream, backward=True, any_frame=False)
             try:
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    seconds = float(probe.seconds(frame.pts))
-                    if abs(seconds - pts_s) < 1e-6:
-                        found[frame_index] = frame.to_ndarray(format="bgr24")
-                        break
-                    if seconds > pts_s + 1:
-                        break
+                image = _decode_at(container, stream, probe, pts_s)
             except av.error.FFmpegError:
-                continue  # an undecodable picture is left out of the review, not fatal
-    return found
+                image = None
+            if image is not None:
+                yield frame_index, image
+
+
+def _decode_at(container, stream, probe: RecordingProbe, pts_s: float) -> np.ndarray | None:
+    """Seek to the keyframe before ``pts_s`` and decode forward to the frame at that time."""
+    target = probe.start_pts + Fraction(pts_s).limit_denominator(1_000_000) / probe.tb
+    container.seek(max(int(target) - 1, probe.start_pts), stream=stream, backward=True, any_frame=False)
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        seconds = float(probe.seconds(frame.pts))
+        if abs(seconds - pts_s) < 1e-6:
+            return frame.to_ndarray(format="bgr24")
+        if seconds > pts_s + 1:
+            return None
+    return None

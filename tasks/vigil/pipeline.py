@@ -92,7 +92,8 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     recording_id = recording_id_for(info.uri, sha256)
     for warning in described.warnings:
         log.warning("%s: %s", info.uri, warning)
-    # The shard only needs the stream's timing, not the keyframe table: keep XCom small.
+    # Each shard gets the stream's timing and only its own keyframes (to re-anchor frame indices
+    # after damage), not the recording's whole keyframe table: XCom stays small.
     timing = {**described.to_dict(), "keyframes": []}
     source = {**_info_dict(info), "sha256": sha256}
     common = {

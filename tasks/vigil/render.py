@@ -6,7 +6,7 @@ with the skeleton drawn for each posture event. Faces can be blurred in everythi
 from __future__ import annotations
 
 import io
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +18,9 @@ SKELETON = [(5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12),
 POSTURE_COLOURS = {"lying": "#d62728", "hands_raised": "#ff7f0e", "arms_behind_back": "#9467bd",
                    "kneeling_or_crouching": "#8c564b", "suspended": "#e377c2"}  # fmt: skip
 
-FrameFetcher = Callable[[list[tuple[int, float]]], dict[int, np.ndarray]]  # (frame_index, pts_s) -> BGR image
+# (frame_index, pts_s) wanted -> (frame_index, BGR image) yielded one at a time, in time order
+FrameFetcher = Callable[[list[tuple[int, float]]], Iterator[tuple[int, np.ndarray]]]
+CONTACT_SHEET_LIMIT = 120  # tracks on one contact sheet
 
 
 def timecode(seconds: float) -> str:
@@ -122,64 +124,69 @@ def _people_in(detections: dict, frame_index: int) -> tuple[np.ndarray, np.ndarr
     return boxes, keypoints
 
 
-def contact_sheet_jpeg(tracks: pa.Table, detections: pa.Table, fetch: FrameFetcher, blur: bool, per_row: int = 6) -> bytes | None:
-    """Each track's best view, cropped, with its id and time code, in a grid."""
+def contact_sheet_jpeg(tracks: pa.Table, detections: pa.Table, fetch: FrameFetcher, blur: bool,
+                       per_row: int = 6, limit: int = CONTACT_SHEET_LIMIT) -> bytes | None:  # fmt: skip
+    """Each track's best view, cropped, with its id and time code, in a grid (the ``limit``
+    longest-seen tracks when there are more; the report says so)."""
     import cv2
 
-    if tracks.num_rows == 0:
+    rows = sorted(tracks.to_pylist(), key=lambda r: (-r["frames"], r["track_id"]))[:limit]
+    rows.sort(key=lambda r: r["track_id"])
+    if not rows:
         return None
-    rows = tracks.to_pylist()
     det = detections.to_pydict()
-    images = fetch([(r["best_frame_index"], r["best_pts_s"]) for r in rows])
-    tiles = []
+    wanted: dict[int, list[dict]] = {}
     for row in rows:
-        image = images.get(row["best_frame_index"])
-        if image is None:
-            continue
-        image = image.copy()
+        wanted.setdefault(row["best_frame_index"], []).append(row)
+    tiles: dict[int, np.ndarray] = {}
+    for frame_index, image in fetch([(r["best_frame_index"], r["best_pts_s"]) for r in rows]):
         if blur:
-            blur_faces(image, *reversed(_people_in(det, row["best_frame_index"])))
-        x1, y1, x2, y2 = (row[k] for k in ("best_x1", "best_y1", "best_x2", "best_y2"))
-        pad = 0.1 * max(x2 - x1, y2 - y1)
-        crop = image[int(max(0, y1 - pad)) : int(min(image.shape[0], y2 + pad)), int(max(0, x1 - pad)) : int(min(image.shape[1], x2 + pad))]
-        crop = cv2.resize(crop, (int(200 * crop.shape[1] / max(1, crop.shape[0])) or 1, 200))
-        tile = np.full((220, 160, 3), 32, np.uint8)
-        crop = crop[:, :160] if crop.shape[1] > 160 else crop
-        offset = (160 - crop.shape[1]) // 2
-        tile[20:220, offset : offset + crop.shape[1]] = crop
-        _label(tile, f"#{row['track_id']} {timecode(row['best_pts_s'])}")
-        tiles.append(tile)
-    if not tiles:
+            blur_faces(image, *reversed(_people_in(det, frame_index)))
+        for row in wanted[frame_index]:
+            tiles[row["track_id"]] = _tile(image, row, cv2)
+    ordered = [tiles[r["track_id"]] for r in rows if r["track_id"] in tiles]
+    if not ordered:
         return None
-    while len(tiles) % per_row and len(tiles) > per_row:
-        tiles.append(np.full_like(tiles[0], 32))
-    lines = [np.hstack(tiles[i : i + per_row]) for i in range(0, len(tiles), per_row)]
+    while len(ordered) % per_row and len(ordered) > per_row:
+        ordered.append(np.full_like(ordered[0], 32))
+    lines = [np.hstack(ordered[i : i + per_row]) for i in range(0, len(ordered), per_row)]
     width = max(line.shape[1] for line in lines)
     lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=32) for line in lines]
     return _jpeg(np.vstack(lines))
 
 
+def _tile(image: np.ndarray, row: dict, cv2) -> np.ndarray:
+    x1, y1, x2, y2 = (row[k] for k in ("best_x1", "best_y1", "best_x2", "best_y2"))
+    pad = 0.1 * max(x2 - x1, y2 - y1)
+    crop = image[int(max(0, y1 - pad)) : int(min(image.shape[0], y2 + pad)), int(max(0, x1 - pad)) : int(min(image.shape[1], x2 + pad))]
+    crop = cv2.resize(crop, (max(1, int(200 * crop.shape[1] / max(1, crop.shape[0]))), 200))[:, :160]
+    tile = np.full((220, 160, 3), 32, np.uint8)
+    offset = (160 - crop.shape[1]) // 2
+    tile[20:220, offset : offset + crop.shape[1]] = crop
+    _label(tile, f"#{row['track_id']} {timecode(row['best_pts_s'])}")
+    return tile
+
+
 def event_thumbnails(events: pa.Table, detections: pa.Table, fetch: FrameFetcher, blur: bool) -> list[bytes]:
-    """One picture per event: its best frame, the person's skeleton drawn, posture and time code."""
+    """One picture per event: its best frame, the person's skeleton drawn, posture and time code
+    (empty bytes where the frame could not be decoded)."""
     import cv2
 
     det = detections.to_pydict()
     rows = events.to_pylist()
-    images = fetch([(r["best_frame_index"], r["best_pts_s"]) for r in rows])
-    thumbnails = []
-    for row in rows:
-        image = images.get(row["best_frame_index"])
-        if image is None:
-            thumbnails.append(b"")
-            continue
-        image = image.copy()
-        boxes, keypoints = _people_in(det, row["best_frame_index"])
+    by_frame: dict[int, list[int]] = {}
+    for number, row in enumerate(rows):
+        by_frame.setdefault(row["best_frame_index"], []).append(number)
+    thumbnails = [b""] * len(rows)
+    for frame_index, image in fetch([(r["best_frame_index"], r["best_pts_s"]) for r in rows]):
+        boxes, keypoints = _people_in(det, frame_index)
         if blur:
             blur_faces(image, keypoints, boxes)
-        if row["best_det_index"] < len(boxes):
-            draw_person(image, boxes[row["best_det_index"]], keypoints[row["best_det_index"]])
-        scale = 480 / image.shape[1]
-        image = cv2.resize(image, (480, int(image.shape[0] * scale)))
-        _label(image, f"{row['posture']} #{row['track_id']} {timecode(row['best_pts_s'])} score {row['score']:.2f}")
-        thumbnails.append(_jpeg(image))
+        for number in by_frame[frame_index]:
+            row, picture = rows[number], image.copy()
+            if row["best_det_index"] < len(boxes):
+                draw_person(picture, boxes[row["best_det_index"]], keypoints[row["best_det_index"]])
+            picture = cv2.resize(picture, (480, int(picture.shape[0] * 480 / picture.shape[1])))
+            _label(picture, f"{row['posture']} #{row['track_id']} {timecode(row['best_pts_s'])} score {row['score']:.2f}")
+            thumbnails[number] = _jpeg(picture)
     return thumbnails

@@ -21,10 +21,10 @@ def source_fetcher(source: dict, probe: dict, conn_id: str | None):
 
     def fetch(wanted):
         if not wanted:
-            return {}
+            return
         storage = storage_for(source["uri"], conn_id)
         with storage.open(source["uri"], etag=source.get("etag")) as handle:
-            return fetch_frames(handle, source["uri"], described, wanted)
+            yield from fetch_frames(handle, source["uri"], described, wanted)
 
     return fetch
 

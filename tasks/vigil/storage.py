@@ -180,6 +180,7 @@ class FileStorage:
         target = Path(parse_uri(uri).key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; published outputs are for readers too
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
