@@ -62,6 +62,7 @@ class Cluster:
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -92,10 +93,10 @@ class Cluster:
             ["airflow", *args], env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    def up(self, worker_env: dict[str, dict]) -> None:
+    def up(self, worker_env: dict[str, dict], api_env: dict) -> None:
         self.airflow("db", "migrate")
         self.airflow("pools", "set", "gpu_shards", "2", "GPU shards running at once")
-        self.start("api-server", ["api-server", "--port", str(self.port)])
+        self.start("api-server", ["api-server", "--port", str(self.port)], api_env)
         self.start("scheduler", ["scheduler"])
         self.start("dag-processor", ["dag-processor"])
         for i, (name, env) in enumerate(worker_env.items()):
@@ -195,7 +196,16 @@ def cluster(tmp_path_factory, s3_endpoint):
     try:
         # Once armed (the flag file exists), worker-a stops inside a shard, to be killed there.
         cluster.arm = home / "arm-worker-a"
-        cluster.up({"worker-a": {"VIGIL_PAUSE_AT": "inference", "VIGIL_PAUSE_IF": str(cluster.arm)}, "worker-b": {}})
+        # The api-server serves the "Vigil recordings" page for the clean run's output.
+        from vigil.storage import S3Storage
+
+        bucket = f"vigil-ui-{secrets.token_hex(4)}"
+        S3Storage.from_conn_id(S3_CONN_ID).client.create_bucket(Bucket=bucket)
+        cluster.ui_out = f"s3://{bucket}/clean"
+        cluster.up(
+            {"worker-a": {"VIGIL_PAUSE_AT": "inference", "VIGIL_PAUSE_IF": str(cluster.arm)}, "worker-b": {}},
+            {"VIGIL_OUTPUT_URI": cluster.ui_out, "VIGIL_S3_CONN_ID": S3_CONN_ID},
+        )
         yield cluster
     finally:
         cluster.down()
@@ -228,7 +238,7 @@ def embedded_rows(tmp_path_factory, footage):
 def test_celery_run_through_the_rest_api_equals_the_embedded_run(cluster, s3_storage, footage, embedded_rows):
     source = f"s3://{s3_storage.buckets['source']}/cam/corridor.mp4"
     s3_storage.write_bytes(source, footage.read_bytes())
-    out = f"s3://{s3_storage.buckets['out']}/clean"
+    out = cluster.ui_out
     run_id = cluster.trigger({**CONF_BASE, "sources": [source], "out": out})
     assert cluster.wait(run_id) == "success"
     assert _rows(out, S3_CONN_ID) == embedded_rows
@@ -274,3 +284,24 @@ def test_a_killed_worker_s_shard_is_retried_elsewhere_with_identical_output(clus
     rows = _rows(out, S3_CONN_ID)
     assert rows == embedded_rows
     assert len(rows["frames"]) == len({(f[0], f[1]) for f in rows["frames"]}), "no duplicate rows"
+
+
+def test_the_vigil_page_in_airflow_s_own_ui(cluster):
+    """The plugin, loaded by the live api-server: recordings of the clean run, for logged-in users."""
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{cluster.port}/vigil/", timeout=30)
+    assert refused.value.code in (401, 403)
+    request = urllib.request.Request(f"http://127.0.0.1:{cluster.port}/vigil/",
+                                     headers={"Authorization": f"Bearer {cluster.token}"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=60) as response:
+        page = response.read().decode()
+    assert "corridor-a5964aa25909" in page and "timeline.png" in page
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{cluster.port}/vigil/recordings/corridor-a5964aa25909/timeline.png",
+        headers={"Authorization": f"Bearer {cluster.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.read().startswith(b"\x89PNG")
