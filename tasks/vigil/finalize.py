@@ -140,6 +140,7 @@ def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) ->
         "duration": str(described.duration),  # exact, seconds
         "duration_s": float(described.duration),
         "frame_count": described.frame_count,
+        "probe": task["probe"],  # the stream's timing: enough to find any frame again (vigil report)
         "warnings": described.warnings,
         "params": task["params"],
         "params_fingerprint": params.fingerprint(),

@@ -25,19 +25,21 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 
 class StaticGate:
-    """Decides, frame by frame in time order, which frames need the model."""
+    """Decides, frame by frame in time order, which frames need the model. The reference is always
+    the last frame it let through, so a static frame inherits from the latest analysed frame."""
 
     def __init__(self, threshold: float | None):
         self.threshold = threshold
-        self.reference: tuple[int, np.ndarray] | None = None  # (frame_index, thumbnail) last sent to the model
+        self.reference: np.ndarray | None = None  # thumbnail of the last frame sent to the model
 
-    def reference_for(self, frame_index: int, image: np.ndarray) -> int | None:
-        """None: analyse this frame (it becomes the reference); else the frame it inherits from."""
+    def is_static(self, image: np.ndarray) -> bool:
+        """True: skip the model for this frame. False: analyse it (it becomes the reference)."""
         if self.threshold is None:
-            return None
+            return False
         small = thumbnail(image)
-        changed = 100.0 * float((np.abs(small - self.reference[1]) > PIXEL_CHANGE).mean()) if self.reference else 100.0
-        if changed < self.threshold:
-            return self.reference[0]
-        self.reference = (frame_index, small)
-        return None
+        if self.reference is not None:
+            changed_percent = 100.0 * float((np.abs(small - self.reference) > PIXEL_CHANGE).mean())
+            if changed_percent < self.threshold:
+                return True
+        self.reference = small
+        return False

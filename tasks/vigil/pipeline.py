@@ -274,19 +274,18 @@ def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, i
         for count, batch in enumerate(prefetch(batches(frames, params.batch_size), depth=2)):
             if count == 0:
                 checkpoint("decode")
-            decoded = [f for f in batch if f.image is not None]
-            inherits = {f.frame_index: gate.reference_for(f.frame_index, f.image) for f in decoded}
-            analysed = [f for f in decoded if inherits[f.frame_index] is None]
+            static = {f.frame_index for f in batch if f.image is not None and gate.is_static(f.image)}
+            analysed = [f for f in batch if f.image is not None and f.frame_index not in static]
             checkpoint("inference")
             found_by_index = dict(zip((f.frame_index for f in analysed), detector.detect([f.image for f in analysed])))
-            for frame in batch:
+            for frame in batch:  # in time order, so a static frame follows the frame it inherits from
                 if frame.image is None:
                     rows.add_missing(frame.seconds, frame.status)
-                elif inherits[frame.frame_index] is None:
+                elif frame.frame_index in static:
+                    rows.add_static(frame.frame_index, frame.seconds, last_analysed[0], last_analysed[1])
+                else:
                     last_analysed = (frame.frame_index, found_by_index[frame.frame_index])
                     rows.add_frame(frame.frame_index, frame.seconds, last_analysed[1])
-                else:  # the gate's reference is always the latest analysed frame
-                    rows.add_static(frame.frame_index, frame.seconds, last_analysed[0], last_analysed[1])
         fetched = getattr(handle, "bytes_fetched", None)
 
     provenance = _provenance(task, detector, run_context, rows.coverage(shard.start, shard.end))

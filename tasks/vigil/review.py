@@ -72,22 +72,16 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
     manifest = matches[0]
     con = query.connect(out, conn_id)
     rid = manifest["recording_id"]
+
     def rows(sql: str):
         return con.sql(sql, params=[rid]).to_arrow_table()
 
     tables = {t: rows(f"SELECT * FROM {t} WHERE recording_id = $1") for t in DERIVED_TABLES}
     detections = rows("SELECT * FROM detections WHERE recording_id = $1")
     frames = rows("SELECT * FROM frames WHERE recording_id = $1 ORDER BY pts_s")
-    probe = {"start_pts": 0, "end_pts": 0, "frame_count": manifest["frame_count"], "keyframes": [], "time_base": "1/1",
-             "container_format": "", "codec": "", "width": 0, "height": 0}  # fmt: skip
-    stored = None
+    fetch = source_fetcher(manifest["source"], manifest["probe"], conn_id)
     try:
-        from vigil.sink import read_provenance
-
-        shard = manifest["shards"][0]["files"]["frames"]
-        stream = read_provenance(storage_for(out, conn_id).read_bytes(join_uri(out, shard["path"])))["stream"]
-        probe.update({k: stream[k] for k in ("time_base", "start_pts", "end_pts", "codec", "width", "height")})
-        html = render_review(manifest, tables, detections, frames, source_fetcher(manifest["source"], probe, conn_id), blur)
+        html = render_review(manifest, tables, detections, frames, fetch, blur)
     except (VigilError, OSError) as exc:
         if blur:
             raise ParameterError(f"cannot read the source to render blurred pictures: {exc}") from exc
