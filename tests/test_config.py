@@ -16,6 +16,8 @@ from vigil.errors import ParameterError
         ({"model": "/models/custom.pt"}, "needs model_sha256"),
         ({"model_sha256": "abc"}, "64 hex digits"),
         ({"device": "tpu"}, "device must be"),
+        ({"decoder": "vaapi"}, "decoder must be one of"),
+        ({"decoder": "nvdec"}, "decodes on the GPU; use it with device 'cuda"),
     ],
 )
 def test_process_params_rejects(kwargs, message):
@@ -34,9 +36,10 @@ def test_process_params_from_dict_rejects_unknown_keys():
         ProcessParams.from_dict({"shard_secs": 60})
 
 
-def test_fingerprint_ignores_batching_but_not_sampling():
+def test_fingerprint_ignores_batching_and_decoder_but_not_sampling():
     base = ProcessParams()
     assert base.fingerprint() == ProcessParams(batch_size=32).fingerprint()
+    assert base.fingerprint() == ProcessParams(device="cuda", decoder="nvdec").fingerprint()
     assert base.fingerprint() != ProcessParams(sample_fps=1).fingerprint()
 
 

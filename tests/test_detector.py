@@ -60,3 +60,9 @@ def test_onnx_runtime_and_pytorch_agree_on_real_photos():
     assert len(a) == len(b) >= 2
     assert np.abs(a.xyxy - b.xyxy).max() < 0.5 and np.abs(a.confidence - b.confidence).max() < 0.01
     assert np.abs(a.keypoints[..., :2] - b.keypoints[..., :2]).max() < 1.0
+
+
+def test_shards_that_differ_only_in_sampling_or_decoding_share_one_loaded_model():
+    first = load_detector(ProcessParams(sample_fps=1, shard_seconds=60, static_gate=1.0))
+    assert load_detector(ProcessParams(sample_fps=2, decoder="cpu")) is first
+    assert load_detector(ProcessParams(runtime="torch")) is not first

@@ -156,3 +156,27 @@ def test_a_run_needing_more_shards_than_airflow_can_map_is_refused(tmp_path, foo
     assert len(pipeline.plan_all(request, pipeline.discover(request), max_shards=28)["shards"]) == 28
     with pytest.raises(ParameterError, match="need 28 shards, more than one run can map \\(20"):
         pipeline.plan_all(request, pipeline.discover(request), max_shards=20)
+
+
+def test_decoder_choice_falls_back_to_the_cpu_only_when_asked_to_choose(monkeypatch):
+    from vigil import frames
+    from vigil.config import ProcessParams
+    from vigil.errors import ParameterError
+
+    monkeypatch.setattr(frames, "_nvdec_problem", lambda gpu: "no NVIDIA driver")
+    assert frames.choose_decoder(ProcessParams()) == "cpu"
+    assert frames.choose_decoder(ProcessParams(device="cuda:1")) == "cpu"
+    with pytest.raises(ParameterError, match="not available on cuda:1 \\(no NVIDIA driver\\)"):
+        frames.choose_decoder(ProcessParams(device="cuda:1", decoder="nvdec"))
+    monkeypatch.setattr(frames, "_nvdec_problem", lambda gpu: None)
+    assert frames.choose_decoder(ProcessParams(device="cuda:1")) == "nvdec:1"
+    assert frames.choose_decoder(ProcessParams(device="cuda:1", decoder="cpu")) == "cpu"
+
+
+def test_nvdec_is_reported_unavailable_here_with_a_reason():
+    from vigil.frames import _nvdec_problem
+
+    problem = _nvdec_problem(0)
+    if problem is None:
+        pytest.skip("this machine has NVDEC")
+    assert problem.strip() and problem != "None"  # a reason a person can act on, not a bare failure

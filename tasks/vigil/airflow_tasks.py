@@ -52,6 +52,8 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
                         description="cuda sends the shards to the GPU queue"),
         "runtime": Param("auto", type="string", enum=["auto", "onnx", "torch"], title="Inference runtime",
                          description="auto: ONNX Runtime on CPU, PyTorch FP16 on CUDA"),
+        "decoder": Param("auto", type="string", enum=["auto", "cpu", "nvdec"], title="Video decoder",
+                         description="auto: the GPU's NVDEC with a CUDA device where it has one, else the CPU"),
         "recording_start": Param(
             None, type=["null", "string"], format="date-time", title="Wall-clock time of the first frame (UTC offset required)"
         ),
@@ -92,6 +94,7 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
             batch_size=int(params["batch_size"]),
             device=params["device"],
             runtime=params.get("runtime", "auto"),
+            decoder=params.get("decoder", "auto"),
             static_gate=params.get("static_gate"),
         ),
         source_conn_id=params.get("conn_id"),

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     process.add_argument("--runtime", default="auto", choices=config.RUNTIMES,
                          help="auto: ONNX Runtime on CPU, PyTorch FP16 on CUDA")  # fmt: skip
+    process.add_argument("--decoder", default="auto", choices=config.DECODERS,
+                         help="auto: the GPU's NVDEC with a CUDA device where it has one, else the CPU")  # fmt: skip
     process.add_argument("--recording-start", default=None, help="ISO 8601 wall-clock time of the first frame")
     process.add_argument("--conn-id", default=None, help="Airflow connection id for s3:// (else AWS environment)")
     process.add_argument(
@@ -130,6 +132,7 @@ def _process(args) -> int:
             batch_size=args.batch_size,
             device=args.device,
             runtime=args.runtime,
+            decoder=args.decoder,
             static_gate=args.static_gate,
         ),
         source_conn_id=args.conn_id,

@@ -18,6 +18,7 @@ DEFAULT_IMGSZ = 640
 DEFAULT_CONF = 0.25
 DEFAULT_BATCH = 8
 RUNTIMES = ("auto", "onnx", "torch")
+DECODERS = ("auto", "cpu", "nvdec")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".ts", ".mts", ".webm", ".h264", ".264", ".dav", ".asf")
 
 
@@ -39,6 +40,7 @@ class ProcessParams:
     batch_size: int = DEFAULT_BATCH
     device: str = "cpu"
     runtime: str = "auto"  # "auto", "onnx" (ONNX Runtime, CPU) or "torch"
+    decoder: str = "auto"  # "auto" (NVDEC with a CUDA device where the GPU has it, else CPU), "cpu", "nvdec"
     static_gate: float | None = None  # off; else skip inference on frames this similar (see gating.py)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,10 @@ class ProcessParams:
             raise ParameterError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         if self.runtime == "onnx" and self.device != "cpu":
             raise ParameterError("runtime 'onnx' runs on the CPU; use runtime 'torch' (or 'auto') with a CUDA device")
+        if self.decoder not in DECODERS:
+            raise ParameterError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.decoder == "nvdec" and not self.device.startswith("cuda"):
+            raise ParameterError("decoder 'nvdec' decodes on the GPU; use it with device 'cuda[:N]' (or decoder 'auto')")
 
     @property
     def sample_interval(self) -> Fraction:
@@ -93,9 +99,11 @@ class ProcessParams:
         return cls(**{k: v for k, v in values.items() if v is not None or k == "model_sha256"})
 
     def fingerprint(self) -> str:
-        """Short hash of what decides the rows. Device, batching and runtime are left out: they
-        move values by floating-point noise only, and each row records the runtime it came from."""
-        rows_depend_on = {k: v for k, v in self.to_dict().items() if k not in ("device", "batch_size", "runtime")}
+        """Short hash of what decides the rows. Device, batching, runtime and decoder are left out:
+        they move values by floating-point noise only (H.264/HEVC decoding is bit-exact), and each
+        row records the runtime it came from."""
+        hardware = ("device", "batch_size", "runtime", "decoder")
+        rows_depend_on = {k: v for k, v in self.to_dict().items() if k not in hardware}
         return hashlib.sha256(json.dumps(rows_depend_on, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -156,7 +156,7 @@ class PoseDetector:
             conf=self.params.conf,
             classes=[PERSON_CLASS],
             device=self.params.device,
-            half=self._half,
+            quantize=16 if self._half else None,  # FP16 on CUDA (Ultralytics' name for `half`)
             batch=len(images),
             verbose=False,
         )
@@ -186,9 +186,15 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("VIGIL_MODEL_CACHE", Path.home() / ".cache" / "vigil" / "models"))
 
 
-@lru_cache(maxsize=2)
 def load_detector(params: ProcessParams, conn_id: str | None = None) -> PoseDetector:
-    """One detector per process and parameter set (loading costs about a second)."""
+    """One detector per process and model set-up (loading costs about a second); sampling,
+    sharding, gating and decoding do not change it, so shards that differ only there share one."""
+    return _detector(ProcessParams(model=params.model, model_sha256=params.model_sha256, imgsz=params.imgsz,
+                                   conf=params.conf, device=params.device, runtime=params.runtime), conn_id)  # fmt: skip
+
+
+@lru_cache(maxsize=2)
+def _detector(params: ProcessParams, conn_id: str | None) -> PoseDetector:
     return PoseDetector(resolve_model(params.model, params.model_sha256, conn_id), params)
 
 

@@ -15,17 +15,17 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from fractions import Fraction
 from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
-from vigil.config import as_fraction
-from vigil.errors import RecordingError
+from vigil.config import ProcessParams, as_fraction
+from vigil.errors import ParameterError, RecordingError
 from vigil.probe import Keyframe, RecordingProbe
 from vigil.schema import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
 from vigil.sharding import ShardRange, sample_bin
-
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,11 @@ def sampled_frames(
     shard: ShardRange,
     sample_fps: float,
     keyframes: Sequence[Keyframe] = (),
+    decoder: str = "cpu",
 ) -> Iterator[SampledFrame]:
     """The first decodable frame of every sampling bin in ``[shard.start, shard.end)``, then an
-    entry for each bin that has none. ``keyframes`` (pts-sorted) lets indexing recover after damage."""
+    entry for each bin that has none. ``keyframes`` (pts-sorted) lets indexing recover after damage.
+    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``)."""
     import av
 
     fps = as_fraction(sample_fps)
@@ -60,12 +62,13 @@ def sampled_frames(
     bins_sampled: set[int] = set()
 
     try:
-        container = av.open(source, mode="r", metadata_errors="ignore")
+        container = av.open(source, mode="r", metadata_errors="ignore", hwaccel=_hwaccel(decoder))
     except (av.error.FFmpegError, OSError) as exc:
         raise RecordingError(uri, f"cannot open for decoding ({exc})") from exc
     with container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if decoder == "cpu":
+            stream.thread_type = "AUTO"  # frame threads; NVDEC decodes on the GPU's own engines
         if shard.anchor_pts > probe.start_pts:
             container.seek(shard.anchor_pts, stream=stream, backward=True, any_frame=False)
 
@@ -99,12 +102,54 @@ def sampled_frames(
             if current_bin in bins_sampled or frame_index is None:
                 continue  # already sampled; or not placeable exactly until the next keyframe
             bins_sampled.add(current_bin)
+            # Only sampled frames leave the decoder: an NVDEC frame stays in GPU memory until here.
             yield SampledFrame(frame_index, pts, seconds, frame.to_ndarray(format="bgr24"))
 
     for missing in range(first_bin, end_bin):
         if missing not in bins_sampled:
             status = STATUS_UNDECODABLE if missing in bins_with_packets else STATUS_NO_FRAME
             yield SampledFrame(None, None, max(shard.start, missing / fps), None, status)
+
+
+def choose_decoder(params: ProcessParams) -> str:
+    """``cpu`` or ``nvdec:N``. ``auto`` takes NVDEC when inference runs on a CUDA device whose
+    driver offers it (the H.264/HEVC output is bit-exact either way), else the CPU."""
+    if params.decoder == "cpu" or not params.device.startswith("cuda"):
+        return "cpu"
+    gpu = int(params.device.partition(":")[2] or 0)
+    problem = _nvdec_problem(gpu)
+    if problem is None:
+        return f"nvdec:{gpu}"
+    if params.decoder == "nvdec":
+        raise ParameterError(f"decoder 'nvdec' is not available on cuda:{gpu} ({problem}); use decoder 'auto' or 'cpu'")
+    return "cpu"
+
+
+@lru_cache(maxsize=None)
+def _nvdec_problem(gpu: int) -> str | None:
+    """Why NVDEC cannot be used on this GPU, or None when it can (asked once per process)."""
+    import av
+    from av.codec.hwaccel import hwdevices_available
+
+    if "cuda" not in hwdevices_available():
+        return "this FFmpeg build has no CUDA hardware decoding"
+    try:
+        _hwaccel(f"nvdec:{gpu}").create(av.Codec("h264", "r"))
+    except Exception as exc:  # no driver, no GPU, no libnvcuvid: each says so in its own words
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _hwaccel(decoder: str):
+    if decoder == "cpu":
+        return None
+    from av.codec.hwaccel import HWAccel
+
+    # is_hw_owned: decoded frames stay in GPU memory; only sampled ones are copied out. FFmpeg
+    # keeps a CUDA context of its own (PyTorch's primary context has flags FFmpeg refuses to share).
+    # Codecs NVDEC cannot decode fall back to the CPU decoder.
+    device = decoder.partition(":")[2]
+    return HWAccel("cuda", device=device, allow_software_fallback=True, is_hw_owned=True, options={"primary_ctx": "0"})
 
 
 def _decode(container, stream, note_packet):

@@ -243,7 +243,7 @@ def detect_shard(task: dict, run_context: dict | None = None, force: bool = Fals
 def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, int | None, dict]:
     from vigil.detector import load_detector
     from vigil.faults import checkpoint
-    from vigil.frames import sampled_frames
+    from vigil.frames import choose_decoder, sampled_frames
     from vigil.gating import StaticGate
     from vigil.probe import Keyframe
     from vigil.sink import ShardRows, parquet_bytes, publish
@@ -253,20 +253,22 @@ def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, i
     keyframes = [Keyframe(int(pts), int(index)) for pts, index in task.get("keyframes", [])]
     source_uri = task["source"]["uri"]
     detector = load_detector(params, task.get("source_conn_id"))
+    decoder = choose_decoder(params)
+    runtime = detector.runtime + ("/nvdec" if decoder != "cpu" else "")  # rows say what decoded them too
     start = task.get("recording_start")
     rows = ShardRows(
         recording_id=task["recording_id"],
         source_uri=source_uri,
         shard_index=shard.index,
         sample_fps=params.sample_fps,
-        runtime=detector.runtime,
+        runtime=runtime,
         recording_start=datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None,
     )
 
     source = storage_for(source_uri, task.get("source_conn_id"))
     _check_unchanged(source, task["source"])
     with source.open(source_uri, etag=task["source"]["etag"]) as handle:
-        frames = sampled_frames(handle, source_uri, described, shard, params.sample_fps, keyframes)
+        frames = sampled_frames(handle, source_uri, described, shard, params.sample_fps, keyframes, decoder)
         # Decoding runs in its own thread, a bounded queue ahead of inference: neither waits for
         # the other, and memory stays at a few batches of frames whatever the shard length.
         gate = StaticGate(params.static_gate)
@@ -288,7 +290,7 @@ def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, i
                     rows.add_frame(frame.frame_index, frame.seconds, last_analysed[1])
         fetched = getattr(handle, "bytes_fetched", None)
 
-    provenance = _provenance(task, detector, run_context, rows.coverage(shard.start, shard.end))
+    provenance = _provenance(task, detector, runtime, run_context, rows.coverage(shard.start, shard.end))
     files = {}
     for name in TABLES:
         table = rows.table(name)
@@ -372,7 +374,7 @@ def _read_provenance(out, uri: str) -> dict:
     return read_provenance(out.read_bytes(uri))
 
 
-def _provenance(task: dict, detector, run_context: dict | None, coverage: list[list]) -> dict:
+def _provenance(task: dict, detector, runtime: str, run_context: dict | None, coverage: list[list]) -> dict:
     import av
     import pyarrow
 
@@ -385,7 +387,7 @@ def _provenance(task: dict, detector, run_context: dict | None, coverage: list[l
         "stream": {k: task["probe"][k] for k in ("codec", "width", "height", "time_base", "start_pts", "end_pts", "rotation")},
         "params": task["params"],
         "model": {"name": detector.model_file.name, "sha256": detector.model_file.sha256},
-        "runtime": detector.runtime,
+        "runtime": runtime,
         "coverage": coverage,
         "versions": {
             "vigil": __version__,
