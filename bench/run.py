@@ -42,6 +42,8 @@ def main() -> int:
     parser.add_argument("--sample-fps", type=float, default=1.0)
     parser.add_argument("--shard-seconds", type=int, default=600)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--runtimes", nargs="+", default=["auto"],
+                        help="vigil's inference runtimes to run (auto, onnx, openvino, torch)")
     parser.add_argument("--static-gate", type=float, nargs="*", default=[],
                         help="also run vigil with static-scene gating at these thresholds (%% of pixels changed)")
     args = parser.parse_args()
@@ -53,10 +55,12 @@ def main() -> int:
         duration = copies * FOOTAGE_SECONDS
         print(f"\n{recording.name}: {duration / 60:.1f} min, sampling {args.sample_fps} fps", flush=True)
         measured = {}
-        paths = [("baseline", None)] * (not args.skip_baseline) + [("vigil", None)]
-        paths += [(f"vigil-gate{g:g}", g) for g in args.static_gate]
-        for path, gate in paths:
-            measured[path] = _child(path, recording, args.sample_fps, args.shard_seconds, gate)
+        paths = [("baseline", "", None)] * (not args.skip_baseline)
+        for runtime in args.runtimes:
+            name = "vigil" if runtime == "auto" else f"vigil-{runtime}"
+            paths += [(name, runtime, None)] + [(f"{name}-gate{g:g}", runtime, g) for g in args.static_gate]
+        for path, runtime, gate in paths:
+            measured[path] = _child(path, recording, args.sample_fps, args.shard_seconds, gate, runtime)
             m = measured[path]
             print(f"  {path:8s} {m['frames']:6d} frames in {m['seconds']:7.1f} s: {m['frames'] / m['seconds']:6.2f} "
                   f"frames/s, realtime x{duration / m['seconds']:6.1f}, peak RSS {m['peak_rss_mb']:6.0f} MB", flush=True)  # fmt: skip
@@ -101,10 +105,11 @@ def _recording(copies: int) -> Path:
     return target
 
 
-def _child(path: str, recording: Path, sample_fps: float, shard_seconds: int, gate: float | None) -> dict:
+def _child(path: str, recording: Path, sample_fps: float, shard_seconds: int, gate: float | None, runtime: str) -> dict:
     out = CACHE / f"{path}-{recording.stem}.json"
     which = "_baseline" if path == "baseline" else "_vigil"
-    command = [sys.executable, __file__, which, str(recording), str(sample_fps), str(shard_seconds), str(gate or 0), str(out)]
+    command = [sys.executable, __file__, which, str(recording), str(sample_fps), str(shard_seconds), str(gate or 0),
+               runtime or "auto", str(out)]  # fmt: skip
     subprocess.run(command, check=True, env={**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False"})
     return json.loads(out.read_text())
 
@@ -113,7 +118,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int, _gate: float) -> dict:
+def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int, _gate: float, _runtime: str) -> dict:
     import importlib.resources
 
     from ultralytics import YOLO
@@ -136,7 +141,7 @@ def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int, _gate:
     return {"frames": len(boxes), "seconds": time.perf_counter() - began, "boxes": boxes, "runtime": "torch/cpu"}
 
 
-def _run_vigil(recording: str, sample_fps: float, shard_seconds: int, gate: float) -> dict:
+def _run_vigil(recording: str, sample_fps: float, shard_seconds: int, gate: float, runtime: str) -> dict:
     import tempfile
 
     from vigil import pipeline, query
@@ -145,7 +150,7 @@ def _run_vigil(recording: str, sample_fps: float, shard_seconds: int, gate: floa
     from vigil.storage import file_uri
 
     out = file_uri(tempfile.mkdtemp(prefix="vigil-bench-"))
-    params = ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds, static_gate=gate or None)
+    params = ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds, static_gate=gate or None, runtime=runtime)
     request = RunRequest(sources=(file_uri(recording),), out=out, params=params)
     began = time.perf_counter()
     planned = pipeline.plan_all(request, pipeline.discover(request))
@@ -199,9 +204,9 @@ def _machine() -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in ("_baseline", "_vigil"):
-        _, which, recording, fps, shard_seconds, gate, out = sys.argv
+        _, which, recording, fps, shard_seconds, gate, runtime, out = sys.argv
         run = _run_baseline if which == "_baseline" else _run_vigil
-        measured = run(recording, float(fps), int(shard_seconds), float(gate))
+        measured = run(recording, float(fps), int(shard_seconds), float(gate), runtime)
         measured["peak_rss_mb"] = _peak_rss_mb()
         Path(out).write_text(json.dumps(measured))
     else:

@@ -26,6 +26,13 @@ def corrupted_middle(footage: Path, target: Path, length: int = 150_000, seed: i
     return target
 
 
+def b_frames_odd_gop(footage: Path, target: Path, open_gop: bool = False) -> Path:
+    """20 s at 10 fps with B-frames (reordered) and a keyframe every 17 frames, off any sampling
+    grid; ``open_gop``: groups whose leading pictures refer back past their keyframe."""
+    options = {"g": "17", "keyint_min": "17", "bf": "2"} | ({"x264-params": "open-gop=1"} if open_gop else {})
+    return encode(_frames(footage, 200), [i / 10 for i in range(200)], target, options=options)
+
+
 def _frames(footage: Path, count: int):
     import av
 
@@ -36,8 +43,10 @@ def _frames(footage: Path, count: int):
             yield frame.to_ndarray(format="rgb24")
 
 
-def encode(frames, times_s, target: Path, rotation: int | None = None, size: tuple[int, int] | None = None) -> Path:
-    """H.264 in MP4 with the given presentation times (seconds): variable frame rate is allowed."""
+def encode(frames, times_s, target: Path, rotation: int | None = None, size: tuple[int, int] | None = None,
+           options: dict | None = None) -> Path:  # fmt: skip
+    """H.264 in MP4 with the given presentation times (seconds): variable frame rate is allowed.
+    ``options`` are libx264's (default: a keyframe every 10 frames, no B-frames)."""
     import av
 
     frames = list(frames)
@@ -46,7 +55,7 @@ def encode(frames, times_s, target: Path, rotation: int | None = None, size: tup
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, 1000)
-        stream.codec_context.options = {"g": "10", "bf": "0"}
+        stream.codec_context.options = options or {"g": "10", "bf": "0"}
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for image, t in zip(frames, times_s):

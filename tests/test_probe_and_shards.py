@@ -5,7 +5,7 @@ import pytest
 
 from vigil.config import ProcessParams
 from vigil.errors import RecordingError
-from vigil.frames import sampled_frames
+from vigil.frames import DecodePlan, keyframes_between, sampled_frames
 from vigil.probe import Keyframe, RecordingProbe, probe
 from vigil.sharding import plan_shards, sample_bin
 from vigil.storage import S3RangeReader
@@ -65,8 +65,10 @@ def _sampled(path, shard_seconds, sample_fps=2.0):
     described = _probe_of(path)
     out = []
     for shard in plan_shards(described, ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds)):
+        keyframes = keyframes_between(described, shard.anchor_pts, shard.end)  # as the pipeline hands them
         with open(path, "rb") as handle:
-            out += [(f.frame_index, f.pts, f.image.sum()) for f in sampled_frames(handle, str(path), described, shard, sample_fps)]
+            found = sampled_frames(handle, str(path), described, shard, sample_fps, keyframes)
+            out += [(f.frame_index, f.pts, f.image.sum()) for f in found]
     return out
 
 
@@ -81,6 +83,77 @@ def test_sampled_frames_use_presentation_order_indices(footage):
     frames = _sampled(footage, 600, sample_fps=1.0)
     assert [index for index, _, _ in frames[:4]] == [0, 10, 20, 30]
     assert [pts for _, pts, _ in frames[:4]] == [0, 200000, 400000, 600000]
+
+
+def _every_frame_then_first_per_bin(path, sample_fps):
+    """The reference: decode every frame, index in presentation order, keep each bin's first."""
+    import av
+
+    from vigil.config import as_fraction
+
+    described, chosen = _probe_of(path), {}
+    with av.open(str(path)) as container:
+        frames = sorted(container.decode(video=0), key=lambda f: f.pts)
+        for index, frame in enumerate(frames):
+            chosen.setdefault(sample_bin(described.seconds(frame.pts), sample_fps), (index, frame.pts, frame.to_ndarray(format="bgr24").sum()))
+    return [chosen[b] for b in sorted(chosen)]
+
+
+@pytest.mark.parametrize("open_gop", [False, True])
+@pytest.mark.parametrize("sample_fps, shard_seconds", [(1.0, 600), (1.0, 7), (0.5, 6), (2.0, 3), (0.7, 10)])
+def test_skipping_unneeded_packets_samples_exactly_the_frames_full_decoding_would(
+    footage, tmp_path, sample_fps, shard_seconds, open_gop
+):
+    from corpus import b_frames_odd_gop
+
+    reordered = b_frames_odd_gop(footage, tmp_path / "b-frames.mp4", open_gop)
+    assert _sampled(reordered, shard_seconds, sample_fps) == _every_frame_then_first_per_bin(reordered, sample_fps)
+
+
+def test_with_keyframes_on_the_sampling_grid_only_keyframes_are_decoded(footage, monkeypatch):
+    from vigil import frames as frames_module
+
+    plans = []
+
+    class Recorded(frames_module.DecodePlan):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            plans.append(self)
+
+    monkeypatch.setattr(frames_module, "DecodePlan", Recorded)
+    assert len(_sampled(footage, 600, sample_fps=1.0)) == 140  # the footage has a keyframe every second
+    # All but keyframes, the first group (skipping waits for a second keyframe to show that groups
+    # are closed) and the decoder's final flush.
+    assert plans[0].skipped == 1394 - 140 - 9 and plans[0].decoded == 140 + 9 + 1
+    plans.clear()
+    _sampled(footage, 600, sample_fps=2.0)  # every other sampled frame sits mid-group, and is known
+    assert plans[0].skipped >= 139  # only when the decoder hands it out, a few frames later
+
+
+def test_decode_plan_keeps_decoding_until_a_keyframe_is_no_later_than_the_next_needed_frame():
+    keyframes = [Fraction(0), Fraction(5, 2), Fraction(4), Fraction(6)]
+    plan = DecodePlan(keyframes, needed_from=Fraction(0), sample_fps=Fraction(1), end=Fraction(10))
+    assert plan.wants(True, Fraction(0)) and plan.wants(False, Fraction(1, 10))  # one group tells nothing yet
+    plan.needed_from = Fraction(1)
+    assert plan.wants(False, Fraction(2, 10))  # the first group is always decoded
+    assert plan.wants(True, Fraction(5, 2))  # keyframes are always decoded; this one takes bin [2, 3)
+    assert plan.wants(False, Fraction(26, 10))  # no leading picture: closed groups; 4 s is later than 3 s
+    plan.needed_from = Fraction(4)  # the frame at 3 s came out and was sampled for bin [3, 4)
+    assert not plan.wants(False, Fraction(3, 1))  # decoding can restart at the keyframe at 4 s
+    assert plan.wants(True, Fraction(4)) and plan.wants(False, Fraction(41, 10))  # 6 s is later than 5 s
+    assert plan.wants(False, None)  # a packet without a time is always decoded
+    plan.needed_from = Fraction(10)  # every bin up to the shard's end is taken
+    assert plan.wants(True, Fraction(6)) and not plan.wants(False, Fraction(61, 10))
+    assert (plan.decoded, plan.skipped) == (9, 2)
+
+
+def test_decode_plan_never_skips_in_open_groups():
+    plan = DecodePlan([Fraction(0), Fraction(1), Fraction(2)], needed_from=Fraction(0), sample_fps=Fraction(2), end=Fraction(3))
+    plan.wants(True, Fraction(0))
+    plan.needed_from = Fraction(3)
+    assert plan.wants(True, Fraction(1))
+    assert plan.wants(False, Fraction(9, 10))  # a leading picture, earlier than its keyframe
+    assert plan.open_groups and plan.wants(False, Fraction(11, 10)) and plan.skipped == 0
 
 
 def test_concatenated_recording_keeps_indices_across_copies(long_recording):

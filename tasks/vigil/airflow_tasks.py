@@ -50,8 +50,8 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
         "batch_size": Param(8, type="integer", minimum=1, maximum=256, title="Frames per model batch"),
         "device": Param("cpu", type="string", pattern="^(cpu|cuda(:[0-9]+)?)$", title="Inference device",
                         description="cuda sends the shards to the GPU queue"),
-        "runtime": Param("auto", type="string", enum=["auto", "onnx", "torch"], title="Inference runtime",
-                         description="auto: ONNX Runtime on CPU, PyTorch FP16 on CUDA"),
+        "runtime": Param("auto", type="string", enum=["auto", "onnx", "openvino", "torch"], title="Inference runtime",
+                         description="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime"),
         "decoder": Param("auto", type="string", enum=["auto", "cpu", "nvdec"], title="Video decoder",
                          description="auto: the GPU's NVDEC with a CUDA device where it has one, else the CPU"),
         "recording_start": Param(

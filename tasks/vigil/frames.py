@@ -58,6 +58,7 @@ def sampled_frames(
     first_bin, end_bin = math.ceil(shard.start * fps), math.ceil(shard.end * fps)
     known = {k.pts: k.frame_index for k in keyframes}
     known[shard.anchor_pts] = shard.anchor_index
+    plan = DecodePlan([probe.seconds(pts) for pts in sorted(known)], needed_from=shard.start, sample_fps=fps, end=shard.end)
     bins_with_packets: set[int] = set()
     bins_sampled: set[int] = set()
 
@@ -72,13 +73,14 @@ def sampled_frames(
         if shard.anchor_pts > probe.start_pts:
             container.seek(shard.anchor_pts, stream=stream, backward=True, any_frame=False)
 
-        def note_packet(pts: int) -> None:
-            seconds = probe.seconds(pts)
-            if shard.start <= seconds < shard.end:
+        def wants(packet) -> bool:
+            seconds = None if packet.pts is None else probe.seconds(packet.pts)
+            if seconds is not None and shard.start <= seconds < shard.end:
                 bins_with_packets.add(sample_bin(seconds, sample_fps))
+            return plan.wants(packet.is_keyframe, seconds)
 
         frame_index, previous_pts = None, None
-        for frame in _decode(container, stream, note_packet):
+        for frame in _decode(container, stream, wants):
             if frame is None:
                 frame_index = None  # frames were lost: indices are unknown until the next keyframe
                 continue
@@ -102,6 +104,7 @@ def sampled_frames(
             if current_bin in bins_sampled or frame_index is None:
                 continue  # already sampled; or not placeable exactly until the next keyframe
             bins_sampled.add(current_bin)
+            plan.needed_from = (current_bin + 1) / fps  # frames come in time order: earlier bins are closed
             # Only sampled frames leave the decoder: an NVDEC frame stays in GPU memory until here.
             yield SampledFrame(frame_index, pts, seconds, frame.to_ndarray(format="bgr24"))
 
@@ -152,14 +155,70 @@ def _hwaccel(decoder: str):
     return HWAccel("cuda", device=device, allow_software_fallback=True, is_hw_owned=True, options={"primary_ctx": "0"})
 
 
-def _decode(container, stream, note_packet):
-    """Frames in presentation order, and None where a damaged packet could not be decoded."""
+class DecodePlan:
+    """Which packets are worth decoding. All are, except the rest of a group of pictures once the
+    next keyframe lies at or before the earliest frame still needed: nothing after that keyframe
+    refers back past it, and the frames skipped all belong to sampling bins already closed. With
+    keyframes on the sampling grid (many cameras write one a second) only keyframes are decoded.
+
+    Only streams of closed groups are skipped in: a leading picture (after its keyframe in decode
+    order, before it in time) marks open groups, whose pictures refer back past the keyframe and
+    come out of a decoder in another order once their references are missing. Skipping starts
+    when a second keyframe has shown no leading picture, and stops for good at the first one.
+
+    ``needed_from`` is set by the caller as frames come out of the decoder, some frames late
+    (threads, reordering); a keyframe inside the shard is taken to close its own bin as soon as it
+    is demuxed (in closed groups no frame of its bin can come out before it but earlier ones).
+    """
+
+    def __init__(self, keyframe_seconds: Sequence[Fraction], needed_from: Fraction, sample_fps: Fraction, end: Fraction):
+        self.keyframe_seconds = list(keyframe_seconds)  # sorted; keyframes the probe indexed
+        self.needed_from = needed_from  # the earliest presentation time a frame is still needed for
+        self.sample_fps = sample_fps
+        self.end = end  # no frame at or after it is needed
+        self.group_start: Fraction | None = None  # time of the keyframe opening the current group
+        self.guessed_from = needed_from  # needed_from as it will be once that keyframe is out
+        self.keyframes_seen = 0
+        self.first_of_group = False
+        self.closed_groups = self.open_groups = False
+        self.decoded = self.skipped = 0
+
+    def wants(self, is_keyframe: bool, seconds: Fraction | None) -> bool:
+        if seconds is None:
+            self.decoded += 1
+            return True
+        if is_keyframe:
+            self.group_start, self.first_of_group = seconds, True
+            self.keyframes_seen += 1
+            if self.needed_from <= seconds < self.end:
+                self.guessed_from = (math.floor(seconds * self.sample_fps) + 1) / self.sample_fps
+            self.decoded += 1
+            return True
+        if self.first_of_group:
+            self.first_of_group = False
+            if seconds < self.group_start:
+                self.open_groups = True
+            elif self.keyframes_seen >= 2:
+                self.closed_groups = True
+        if self.closed_groups and not self.open_groups:
+            after = bisect.bisect_right(self.keyframe_seconds, self.group_start)
+            restart = self.keyframe_seconds[after] if after < len(self.keyframe_seconds) else self.end
+            if min(restart, self.end) <= max(self.needed_from, self.guessed_from):
+                self.skipped += 1
+                return False
+        self.decoded += 1
+        return True
+
+
+def _decode(container, stream, wants):
+    """Frames in presentation order, and None where a damaged packet could not be decoded;
+    packets ``wants`` declines are demuxed (their bins are noted) but not decoded."""
     import av
 
     try:
         for packet in container.demux(stream):
-            if packet.pts is not None:
-                note_packet(packet.pts)
+            if not wants(packet):
+                continue
             try:
                 yield from packet.decode()
             except av.error.FFmpegError:
