@@ -36,7 +36,7 @@ def test_compose_file_is_valid_with_and_without_the_gpu_profile():
             "airflow-dag-processor", "airflow-triggerer", "airflow-worker"} <= set(services)  # fmt: skip
     gpu = _config("gpu")["services"]["airflow-worker-gpu"]
     assert gpu["profiles"] == ["gpu"], "the GPU worker starts only with --profile gpu"
-    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu", "video"], "video: NVDEC"
 
 
 def test_compose_environment_matches_the_dags():

@@ -242,7 +242,9 @@ def test_decoder_choice_falls_back_to_the_cpu_only_when_asked_to_choose(monkeypa
     with pytest.raises(ParameterError, match="not available on cuda:1 \\(no NVIDIA driver\\)"):
         frames.choose_decoder(ProcessParams(device="cuda:1", decoder="nvdec"))
     monkeypatch.setattr(frames, "_nvdec_problem", lambda gpu: None)
-    assert frames.choose_decoder(ProcessParams(device="cuda:1")) == "nvdec:1"
+    auto = ProcessParams(device="cuda:1")  # GPU and host cores decode every other shard each
+    assert [frames.choose_decoder(auto, i) for i in range(4)] == ["nvdec:1", "cpu", "nvdec:1", "cpu"]
+    assert frames.choose_decoder(ProcessParams(device="cuda:1", decoder="nvdec"), 1) == "nvdec:1"
     assert frames.choose_decoder(ProcessParams(device="cuda:1", decoder="cpu")) == "cpu"
 
 

@@ -53,7 +53,7 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
         "runtime": Param("auto", type="string", enum=["auto", "onnx", "openvino", "torch"], title="Inference runtime",
                          description="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime"),
         "decoder": Param("auto", type="string", enum=["auto", "cpu", "nvdec"], title="Video decoder",
-                         description="auto: the GPU's NVDEC with a CUDA device where it has one, else the CPU"),
+                         description="auto: with a CUDA device, NVDEC and the host cores decode alternate shards; else the CPU"),
         "recording_start": Param(
             None, type=["null", "string"], format="date-time", title="Wall-clock time of the first frame (UTC offset required)"
         ),

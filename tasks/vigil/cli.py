@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--runtime", default="auto", choices=config.RUNTIMES,
                          help="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime")  # fmt: skip
     process.add_argument("--decoder", default="auto", choices=config.DECODERS,
-                         help="auto: the GPU's NVDEC with a CUDA device where it has one, else the CPU")  # fmt: skip
+                         help="auto: with a CUDA device, NVDEC and the host cores decode alternate shards; else the CPU")  # fmt: skip
     process.add_argument("--recording-start", default=None, help="ISO 8601 wall-clock time of the first frame")
     process.add_argument("--conn-id", default=None, help="Airflow connection id for s3:// (else AWS environment)")
     process.add_argument(

@@ -40,7 +40,7 @@ class ProcessParams:
     batch_size: int = DEFAULT_BATCH
     device: str = "cpu"
     runtime: str = "auto"  # "auto", "onnx" (ONNX Runtime, CPU), "openvino" (CPU) or "torch"
-    decoder: str = "auto"  # "auto" (NVDEC with a CUDA device where the GPU has it, else CPU), "cpu", "nvdec"
+    decoder: str = "auto"  # "auto" (with CUDA: NVDEC and CPU on alternate shards), "cpu", "nvdec"
     static_gate: float | None = None  # off; else skip inference on frames this similar (see gating.py)
 
     def __post_init__(self) -> None:

@@ -253,7 +253,7 @@ def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, i
     keyframes = [Keyframe(int(pts), int(index)) for pts, index in task.get("keyframes", [])]
     source_uri = task["source"]["uri"]
     detector = load_detector(params, task.get("source_conn_id"))
-    decoder = choose_decoder(params)
+    decoder = choose_decoder(params, shard.index)
     runtime = detector.runtime + ("/nvdec" if decoder != "cpu" else "")  # rows say what decoded them too
     start = task.get("recording_start")
     rows = ShardRows(
