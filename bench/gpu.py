@@ -49,8 +49,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cuda:0")
     parser.add_argument("--steps", nargs="+", default=["baseline", "single", "worker"])
-    parser.add_argument("--mixes", nargs="+", default=["cpu", "nvdec", "nvdec+cpu"],
-                        help="decoders the worker's shards take in turn, e.g. nvdec+cpu+cpu")
+    parser.add_argument("--mixes", nargs="+", default=["cpu", "nvdec", "auto"],
+                        help="decoders the worker's shards take in turn, e.g. nvdec+cpu+cpu; "
+                             "auto: vigil's own choice (NVDEC and CPU on alternate shards)")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": _machine(args.device)}
@@ -222,7 +223,7 @@ def _worker_pool(recording: Path, decoders: list[str], args) -> dict:
     measured = {"workers": args.workers, "start_all_s": round(time.perf_counter() - began, 1),
                 "worker_start_s_max": max(start_seconds)}  # fmt: skip
     # A mix like nvdec+cpu: shards take the decoders in turn (every other one on the host cores).
-    mixes = {m: m.split("+") for m in args.mixes if set(m.split("+")) <= set(decoders)}
+    mixes = {m: m.split("+") for m in args.mixes if set(m.split("+")) <= {*decoders, "auto"}}
     planned = _plan(recording, args, file_uri(tempfile.mkdtemp(prefix="vigil-pool-")))
     try:
         for name, mix in mixes.items():
