@@ -96,6 +96,16 @@ def test_shard_files_carry_provenance(file_run):
     assert provenance["params"]["sample_fps"] == 2.0
     assert provenance["airflow"]["dag_id"] == "vigil_process"
     assert {"ultralytics", "torch", "av", "ffmpeg", "pyarrow", "vigil"} <= set(provenance["versions"])
+    from vigil import query
+    from vigil.detector import choose_runtime
+    from vigil.config import ProcessParams
+
+    # Every row says which runtime computed it: the one the hardware chose, as the file's provenance says.
+    expected = {"openvino": "openvino-", "onnx": "onnxruntime-"}[choose_runtime(ProcessParams())]
+    assert provenance["runtime"].startswith(expected)
+    con = query.connect(file_run["out"])
+    for table in ("detections", "frames"):
+        assert {r for (r,) in con.execute(f"SELECT DISTINCT runtime FROM {table}").fetchall()} == {provenance["runtime"]}
 
 
 def test_detections_do_not_depend_on_shard_length(file_run, tmp_path):
