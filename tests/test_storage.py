@@ -93,3 +93,74 @@ def test_s3_range_reader_reads_only_requested_blocks(s3_storage, footage):
     assert reader.read() == data[-10:]
     assert reader.requests == 2
     assert reader.bytes_fetched <= 2 * (256 << 10)
+
+
+class _CountingFile:
+    """A file that counts the bytes read through it."""
+
+    def __init__(self, path):
+        self._file, self.bytes_read = open(path, "rb"), 0
+
+    def readinto(self, buffer):
+        count = self._file.readinto(buffer)
+        self.bytes_read += count or 0
+        return count
+
+    def read(self, size=-1):
+        data = self._file.read(size)
+        self.bytes_read += len(data)
+        return data
+
+    def seek(self, offset, whence=0):
+        return self._file.seek(offset, whence)
+
+    def tell(self):
+        return self._file.tell()
+
+
+def _moov_at_end(footage, target):
+    """The same pictures, remuxed with the MP4 index after the media data (what many recorders write)."""
+    import av
+
+    with av.open(str(footage)) as src, av.open(str(target), "w", format="mp4") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return target
+
+
+@pytest.mark.parametrize("layout", ["as shipped", "index at the end"])
+def test_probing_through_a_hashing_reader_reads_the_recording_once(footage, tmp_path, layout):
+    import hashlib
+
+    from vigil.probe import probe
+    from vigil.storage import HashingReader
+
+    path = footage if layout == "as shipped" else _moov_at_end(footage, tmp_path / "moov-last.mp4")
+    counting = _CountingFile(path)
+    reader = HashingReader(counting)
+    described = probe(reader, str(path))
+    assert reader.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert described.frame_count == 1394
+    assert counting.bytes_read < 1.1 * path.stat().st_size, (counting.bytes_read, path.stat().st_size)
+
+
+def test_hashing_reader_hashes_in_file_order_whatever_the_reads(tmp_path):
+    import hashlib
+    import io
+    import os
+
+    from vigil.storage import HashingReader
+
+    data = os.urandom(100_000)
+    reader = HashingReader(io.BytesIO(data))
+    reader.read(1000)
+    reader.seek(-5000, io.SEEK_END)
+    reader.read(5000)  # ahead of the frontier: not hashed yet
+    reader.seek(500)
+    reader.read(30_000)  # overlaps what was hashed, then moves the frontier on
+    reader.seek(10)
+    reader.read(10)  # behind the frontier: nothing to add
+    assert reader.hexdigest() == hashlib.sha256(data).hexdigest()

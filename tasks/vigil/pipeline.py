@@ -15,13 +15,13 @@ from pathlib import PurePosixPath
 
 from vigil import __version__
 from vigil.config import VIDEO_SUFFIXES, ProcessParams, RunRequest
-from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError
+from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError
 from vigil.frames import keyframes_between
 from vigil.manifest import load_manifest
 from vigil.probe import RecordingProbe, probe
 from vigil.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, TABLES
 from vigil.sharding import MAX_SHARDS, ShardRange, effective_shard_seconds, plan_shards
-from vigil.storage import ObjectInfo, iter_objects, join_uri, parse_uri, sha256_of, storage_for
+from vigil.storage import HashingReader, ObjectInfo, iter_objects, join_uri, parse_uri, storage_for
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,18 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     """Fingerprint and probe one recording, and describe each of its shards for ``detect_shard``."""
     storage = storage_for(info.uri, request.source_conn_id)
     info = storage.stat(info.uri)  # the exact version: size, ETag, version id, last-modified
+    # One pass: the probe demuxes the whole recording front to back and the reader hashes it as it
+    # goes (only a container index read out of order is read again).
+    expected = request.expected_sha256.get(info.uri)
     with storage.open(info.uri, etag=info.etag) as handle:
-        sha256 = sha256_of(handle)
-    _check_expected_hash(storage, info.uri, sha256, request.expected_sha256.get(info.uri))
-    with storage.open(info.uri, etag=info.etag) as handle:
-        described = probe(handle, info.uri)
+        reader = HashingReader(handle)
+        try:
+            described = probe(reader, info.uri)
+        except RecordingError:  # a recording that is not what was handed over says that first
+            _check_expected_hash(storage, info.uri, reader.hexdigest(), expected)
+            raise
+        sha256 = reader.hexdigest()
+    _check_expected_hash(storage, info.uri, sha256, expected)
     params = request.params
     shards = plan_shards(described, params, max_shards)
     used = effective_shard_seconds(described.duration, params, max_shards)
