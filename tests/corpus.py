@@ -33,6 +33,11 @@ def b_frames_odd_gop(footage: Path, target: Path, open_gop: bool = False) -> Pat
     return encode(_frames(footage, 200), [i / 10 for i in range(200)], target, options=options)
 
 
+def all_intra(footage: Path, target: Path) -> Path:
+    """20 s at 10 fps, every picture a keyframe (as MJPEG cameras and some DVRs record)."""
+    return encode(_frames(footage, 200), [i / 10 for i in range(200)], target, options={"g": "1", "bf": "0"})
+
+
 def _frames(footage: Path, count: int):
     import av
 

@@ -99,15 +99,34 @@ def _every_frame_then_first_per_bin(path, sample_fps):
     return [chosen[b] for b in sorted(chosen)]
 
 
-@pytest.mark.parametrize("open_gop", [False, True])
+@pytest.mark.parametrize("groups", ["closed", "open", "intra"])
 @pytest.mark.parametrize("sample_fps, shard_seconds", [(1.0, 600), (1.0, 7), (0.5, 6), (2.0, 3), (0.7, 10)])
 def test_skipping_unneeded_packets_samples_exactly_the_frames_full_decoding_would(
-    footage, tmp_path, sample_fps, shard_seconds, open_gop
+    footage, tmp_path, sample_fps, shard_seconds, groups
 ):
-    from corpus import b_frames_odd_gop
+    from corpus import all_intra, b_frames_odd_gop
 
-    reordered = b_frames_odd_gop(footage, tmp_path / "b-frames.mp4", open_gop)
-    assert _sampled(reordered, shard_seconds, sample_fps) == _every_frame_then_first_per_bin(reordered, sample_fps)
+    path = tmp_path / f"{groups}.mp4"
+    recording = all_intra(footage, path) if groups == "intra" else b_frames_odd_gop(footage, path, groups == "open")
+    assert _sampled(recording, shard_seconds, sample_fps) == _every_frame_then_first_per_bin(recording, sample_fps)
+
+
+def test_in_an_all_intra_recording_only_sampled_pictures_are_decoded(footage, tmp_path, monkeypatch):
+    from corpus import all_intra
+
+    from vigil import frames as frames_module
+
+    plans = []
+
+    class Recorded(frames_module.DecodePlan):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            plans.append(self)
+
+    monkeypatch.setattr(frames_module, "DecodePlan", Recorded)
+    assert len(_sampled(all_intra(footage, tmp_path / "intra.mp4"), 600, sample_fps=1.0)) == 20
+    # 200 pictures: the first groups until closed groups are shown, then about one a second.
+    assert plans[0].skipped >= 170, (plans[0].decoded, plans[0].skipped)
 
 
 def test_with_keyframes_on_the_sampling_grid_only_keyframes_are_decoded(footage, monkeypatch):
@@ -122,12 +141,13 @@ def test_with_keyframes_on_the_sampling_grid_only_keyframes_are_decoded(footage,
 
     monkeypatch.setattr(frames_module, "DecodePlan", Recorded)
     assert len(_sampled(footage, 600, sample_fps=1.0)) == 140  # the footage has a keyframe every second
-    # All but keyframes, the first group (skipping waits for a second keyframe to show that groups
-    # are closed) and the decoder's final flush.
-    assert plans[0].skipped == 1394 - 140 - 9 and plans[0].decoded == 140 + 9 + 1
+    # Decoded: the keyframes and the first group (skipping waits for a second keyframe to show
+    # that groups are closed); the last keyframe takes the last bin, so the 3 pictures after it
+    # are not even demuxed.
+    assert plans[0].decoded == 140 + 9 and plans[0].skipped == 1394 - 140 - 9 - 3
     plans.clear()
     _sampled(footage, 600, sample_fps=2.0)  # every other sampled frame sits mid-group, and is known
-    assert plans[0].skipped >= 139  # only when the decoder hands it out, a few frames later
+    assert plans[0].skipped >= 130  # only when the decoder hands it out, a few frames later
 
 
 def test_decode_plan_keeps_decoding_until_a_keyframe_is_no_later_than_the_next_needed_frame():
@@ -142,9 +162,11 @@ def test_decode_plan_keeps_decoding_until_a_keyframe_is_no_later_than_the_next_n
     assert not plan.wants(False, Fraction(3, 1))  # decoding can restart at the keyframe at 4 s
     assert plan.wants(True, Fraction(4)) and plan.wants(False, Fraction(41, 10))  # 6 s is later than 5 s
     assert plan.wants(False, None)  # a packet without a time is always decoded
+    assert not plan.finished
     plan.needed_from = Fraction(10)  # every bin up to the shard's end is taken
-    assert plan.wants(True, Fraction(6)) and not plan.wants(False, Fraction(61, 10))
-    assert (plan.decoded, plan.skipped) == (9, 2)
+    assert plan.finished
+    assert not plan.wants(True, Fraction(6)) and not plan.wants(False, Fraction(61, 10))  # a whole group
+    assert (plan.decoded, plan.skipped) == (8, 3)
 
 
 def test_decode_plan_never_skips_in_open_groups():

@@ -80,7 +80,7 @@ def sampled_frames(
             return plan.wants(packet.is_keyframe, seconds)
 
         frame_index, previous_pts = None, None
-        for frame in _decode(container, stream, wants):
+        for frame in _decode(container, stream, wants, lambda: plan.finished):
             if frame is None:
                 frame_index = None  # frames were lost: indices are unknown until the next keyframe
                 continue
@@ -193,8 +193,13 @@ class DecodePlan:
             self.decoded += 1
             return True
         if is_keyframe:
+            if self.first_of_group and self.keyframes_seen >= 2:
+                self.closed_groups = True  # a group of one picture has no leading pictures
             self.group_start, self.first_of_group = seconds, True
             self.keyframes_seen += 1
+            if self._group_unneeded():  # all-intra streams (MJPEG, keyint 1): skip whole pictures
+                self.skipped += 1
+                return False
             if self.needed_from <= seconds < self.end:
                 self.guessed_from = (math.floor(seconds * self.sample_fps) + 1) / self.sample_fps
             self.decoded += 1
@@ -205,29 +210,49 @@ class DecodePlan:
                 self.open_groups = True
             elif self.keyframes_seen >= 2:
                 self.closed_groups = True
-        if self.closed_groups and not self.open_groups:
-            after = bisect.bisect_right(self.keyframe_seconds, self.group_start)
-            restart = self.keyframe_seconds[after] if after < len(self.keyframe_seconds) else self.end
-            if min(restart, self.end) <= max(self.needed_from, self.guessed_from):
-                self.skipped += 1
-                return False
+        if self._group_unneeded():
+            self.skipped += 1
+            return False
         self.decoded += 1
         return True
 
+    @property
+    def finished(self) -> bool:
+        """Every sampling bin up to the end is taken: nothing more needs demuxing."""
+        return self._needed_from() >= self.end
 
-def _decode(container, stream, wants):
+    def _needed_from(self) -> Fraction:
+        guessing = self.closed_groups and not self.open_groups
+        return max(self.needed_from, self.guessed_from) if guessing else self.needed_from
+
+    def _group_unneeded(self) -> bool:
+        """No frame of the current group is needed: the next keyframe is no later than the next
+        frame still needed (closed groups only)."""
+        if not self.closed_groups or self.open_groups:
+            return False
+        after = bisect.bisect_right(self.keyframe_seconds, self.group_start)
+        restart = self.keyframe_seconds[after] if after < len(self.keyframe_seconds) else self.end
+        return min(restart, self.end) <= self._needed_from()
+
+
+def _decode(container, stream, wants, finished):
     """Frames in presentation order, and None where a damaged packet could not be decoded;
-    packets ``wants`` declines are demuxed (their bins are noted) but not decoded."""
+    packets ``wants`` declines are demuxed (their bins are noted) but not decoded. Demuxing stops
+    once ``finished()``; the frames the decoder still holds come out then."""
     import av
 
     try:
         for packet in container.demux(stream):
-            if not wants(packet):
+            if finished():
+                packet = None  # flush: a keyframe that took the last bin may still be inside
+            elif not wants(packet):
                 continue
             try:
-                yield from packet.decode()
+                yield from (stream.decode(None) if packet is None else packet.decode())
             except av.error.FFmpegError:
                 yield None  # the bins it belonged to come out as "undecodable"
+            if packet is None:
+                return
     except av.error.FFmpegError:
         return  # the container itself is unreadable from here on (a truncated tail)
 
