@@ -111,35 +111,31 @@ def test_skipping_unneeded_packets_samples_exactly_the_frames_full_decoding_woul
     assert _sampled(recording, shard_seconds, sample_fps) == _every_frame_then_first_per_bin(recording, sample_fps)
 
 
-def test_in_an_all_intra_recording_only_sampled_pictures_are_decoded(footage, tmp_path, monkeypatch):
-    from corpus import all_intra
-
+@pytest.fixture
+def plans(monkeypatch):
+    """Every DecodePlan a test's shards make, to count what they decoded and skipped."""
     from vigil import frames as frames_module
 
-    plans = []
+    made = []
 
     class Recorded(frames_module.DecodePlan):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            plans.append(self)
+            made.append(self)
 
     monkeypatch.setattr(frames_module, "DecodePlan", Recorded)
+    return made
+
+
+def test_in_an_all_intra_recording_only_sampled_pictures_are_decoded(footage, tmp_path, plans):
+    from corpus import all_intra
+
     assert len(_sampled(all_intra(footage, tmp_path / "intra.mp4"), 600, sample_fps=1.0)) == 20
     # 200 pictures: the first groups until closed groups are shown, then about one a second.
     assert plans[0].skipped >= 170, (plans[0].decoded, plans[0].skipped)
 
 
-def test_with_keyframes_on_the_sampling_grid_only_keyframes_are_decoded(footage, monkeypatch):
-    from vigil import frames as frames_module
-
-    plans = []
-
-    class Recorded(frames_module.DecodePlan):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            plans.append(self)
-
-    monkeypatch.setattr(frames_module, "DecodePlan", Recorded)
+def test_with_keyframes_on_the_sampling_grid_only_keyframes_are_decoded(footage, plans):
     assert len(_sampled(footage, 600, sample_fps=1.0)) == 140  # the footage has a keyframe every second
     # Decoded: the keyframes and the first group (skipping waits for a second keyframe to show
     # that groups are closed); the last keyframe takes the last bin, so the 3 pictures after it

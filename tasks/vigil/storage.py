@@ -142,7 +142,6 @@ class HashingReader(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer) -> int:
-        self._raw.seek(self._pos)  # the raw stream is shared with hexdigest's catch-up reads
         count = self._raw.readinto(buffer) or 0
         if self._pos <= self._hashed < self._pos + count:
             self._digest.update(memoryview(buffer).cast("B")[self._hashed - self._pos : count])
@@ -151,11 +150,12 @@ class HashingReader(io.RawIOBase):
         return count
 
     def hexdigest(self, chunk_size: int = 4 << 20) -> str:
-        """The SHA-256 of the whole stream."""
+        """The SHA-256 of the whole stream (the read position is left where it was)."""
         self._raw.seek(self._hashed)
         while chunk := self._raw.read(chunk_size):
             self._digest.update(chunk)
             self._hashed += len(chunk)
+        self._raw.seek(self._pos)
         return self._digest.hexdigest()
 
 
