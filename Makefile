@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 demo: env
-	YOLO_OFFLINE=1 $(BIN)/python -m vigil.demo --footage tests/data/one-by-one-person-detection.mp4 --dags dags
+	YOLO_OFFLINE=1 $(BIN)/python -m vigil.orchestration.demo --footage tests/data/one-by-one-person-detection.mp4 --dags dags
 
 test: env
 	YOLO_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -63,7 +63,7 @@ def main() -> int:
     began = time.perf_counter()
     clip = work / "clip-1080p25.mp4"
     _encode_1080p(FOOTAGE, clip)
-    from vigil.remux import concat_copies
+    from vigil.media.remux import concat_copies
 
     short, long_ = work / "short.mp4", work / "long.mp4"
     clip_seconds = _duration(clip)
@@ -76,7 +76,7 @@ def main() -> int:
     print("footage", results["footage"], flush=True)
     save()
 
-    from vigil.frames import _nvdec_problem
+    from vigil.media.frames import _nvdec_problem
 
     nvdec = _nvdec_problem(int(args.device.partition(":")[2] or 0))
     results["nvdec_problem"] = nvdec
@@ -171,9 +171,9 @@ def _blank():
 
 
 def _plan(recording: Path, args, out: str) -> list[dict]:
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
     from vigil.config import ProcessParams, RunRequest
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     params = ProcessParams(sample_fps=1.0, shard_seconds=args.shard_seconds, device=args.device,
                            batch_size=args.batch_size)  # fmt: skip
@@ -182,10 +182,10 @@ def _plan(recording: Path, args, out: str) -> list[dict]:
 
 
 def _vigil_one_process(recording: Path, decoder: str, args) -> dict:
-    from vigil import pipeline
-    from vigil.detector import load_detector
+    from vigil.orchestration import pipeline
+    from vigil.model.detector import load_detector
     from vigil.config import ProcessParams
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     out_dir = tempfile.mkdtemp(prefix=f"vigil-one-{decoder}-")
     shards = _plan(recording, args, file_uri(out_dir))
@@ -213,7 +213,7 @@ def _boxes(out_dir: Path) -> dict:
 
 
 def _worker_pool(recording: Path, decoders: list[str], args) -> dict:
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     context = mp.get_context("spawn")
     tasks, done, ready = context.Queue(), context.Queue(), context.Queue()
@@ -257,9 +257,9 @@ def _worker(tasks, done, ready, params: dict) -> None:
     """One worker process: imports and model loaded once (reported), then shards until told to stop."""
     sys.path.insert(0, str(ROOT / "tasks"))
     began = time.perf_counter()
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
     from vigil.config import ProcessParams
-    from vigil.detector import load_detector
+    from vigil.model.detector import load_detector
 
     load_detector(ProcessParams(**params)).detect([_blank()])
     ready.put(round(time.perf_counter() - began, 1))

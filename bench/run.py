@@ -97,7 +97,7 @@ def main() -> int:
 
 def _recording(copies: int) -> Path:
     sys.path.insert(0, str(ROOT / "tasks"))
-    from vigil.remux import concat_copies
+    from vigil.media.remux import concat_copies
 
     target = CACHE / f"corridor-x{copies}.mp4"
     if not target.exists():
@@ -144,10 +144,11 @@ def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int, _gate:
 def _run_vigil(recording: str, sample_fps: float, shard_seconds: int, gate: float, runtime: str) -> dict:
     import tempfile
 
-    from vigil import pipeline, query
-    from vigil.finalize import finalize
+    from vigil.orchestration import pipeline
+    from vigil.review import query
+    from vigil.orchestration.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     out = file_uri(tempfile.mkdtemp(prefix="vigil-bench-"))
     params = ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds, static_gate=gate or None, runtime=runtime)

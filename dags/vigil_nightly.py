@@ -11,7 +11,7 @@ import os
 
 from airflow.sdk import CronTriggerTimetable, dag
 
-from vigil.airflow_tasks import process_graph, process_params
+from vigil.orchestration.airflow_tasks import process_graph, process_params
 
 
 @dag(

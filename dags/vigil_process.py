@@ -11,7 +11,7 @@ are still written and listed.
 
 from airflow.sdk import dag
 
-from vigil.airflow_tasks import process_graph, process_params
+from vigil.orchestration.airflow_tasks import process_graph, process_params
 
 
 @dag(

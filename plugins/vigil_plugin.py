@@ -2,7 +2,7 @@
 
 from airflow.plugins_manager import AirflowPlugin
 
-from vigil.airflow_view import app
+from vigil.orchestration.airflow_view import app
 
 
 class VigilPlugin(AirflowPlugin):

@@ -84,7 +84,7 @@ def s3_storage(s3_endpoint):
     """An S3Storage on the moto endpoint through the Airflow connection, with fresh buckets."""
     import uuid
 
-    from vigil.storage import S3Storage
+    from vigil.store.s3_backend import S3Storage
 
     storage = S3Storage.from_conn_id(S3_CONN_ID)
     suffix = uuid.uuid4().hex[:8]
@@ -98,6 +98,6 @@ def s3_storage(s3_endpoint):
 @pytest.fixture(scope="session")
 def long_recording(tmp_path_factory) -> Path:
     """Three back-to-back copies of the sample footage (418 s, 9.8 MB), remuxed without re-encoding."""
-    from vigil.remux import concat_copies
+    from vigil.media.remux import concat_copies
 
     return concat_copies(FOOTAGE, tmp_path_factory.mktemp("long") / "corridor-x3.mp4", copies=3)

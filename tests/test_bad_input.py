@@ -6,15 +6,16 @@ import pytest
 
 import corpus
 from vigil.errors import RecordingError
-from vigil.storage import file_uri
+from vigil.uri import file_uri
 
 pytestmark = pytest.mark.slow
 
 
 def _process(path, out, sample_fps=1.0, shard_seconds=30):
     """Plan, analyse and finalize one recording; return its manifest and frames rows."""
-    from vigil import pipeline, query
-    from vigil.finalize import finalize
+    from vigil.orchestration import pipeline
+    from vigil.review import query
+    from vigil.orchestration.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
 
     request = RunRequest(

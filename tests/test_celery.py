@@ -197,7 +197,7 @@ def cluster(tmp_path_factory, s3_endpoint):
         # Once armed (the flag file exists), worker-a stops inside a shard, to be killed there.
         cluster.arm = home / "arm-worker-a"
         # The api-server serves the "Vigil recordings" page for the clean run's output.
-        from vigil.storage import S3Storage
+        from vigil.store.s3_backend import S3Storage
 
         bucket = f"vigil-ui-{secrets.token_hex(4)}"
         S3Storage.from_conn_id(S3_CONN_ID).client.create_bucket(Bucket=bucket)
@@ -212,7 +212,7 @@ def cluster(tmp_path_factory, s3_endpoint):
 
 
 def _rows(out: str, conn_id: str | None = None) -> dict:
-    from vigil import query
+    from vigil.review import query
 
     con = query.connect(out, conn_id)
     return {
@@ -227,7 +227,7 @@ def _rows(out: str, conn_id: str | None = None) -> dict:
 def embedded_rows(tmp_path_factory, footage):
     """The same footage and parameters on the embedded default (file://, no Airflow)."""
     from vigil.cli import main
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     out = file_uri(tmp_path_factory.mktemp("embedded") / "out")
     args = ["--sample-fps", str(CONF_BASE["sample_fps"]), "--shard-seconds", str(CONF_BASE["shard_seconds"])]

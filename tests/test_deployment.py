@@ -40,7 +40,7 @@ def test_compose_file_is_valid_with_and_without_the_gpu_profile():
 
 
 def test_compose_environment_matches_the_dags():
-    from vigil.airflow_tasks import GPU_POOL, GPU_QUEUE
+    from vigil.orchestration.airflow_tasks import GPU_POOL, GPU_QUEUE
 
     services = _config("gpu")["services"]
     env = services["airflow-scheduler"]["environment"]

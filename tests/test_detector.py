@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from vigil.config import ProcessParams
-from vigil.detector import DEFAULT_MODEL_SHA256, load_detector, resolve_model
+from vigil.model.detector import DEFAULT_MODEL_SHA256, load_detector
+from vigil.store.weights import resolve_model
 from vigil.errors import IntegrityError
 
 
@@ -90,7 +91,7 @@ def test_openvino_agrees_with_pytorch_and_says_its_precision():
 
 
 def test_auto_runtime_follows_the_hardware(monkeypatch):
-    from vigil import detector
+    from vigil.model import detector
 
     assert detector.choose_runtime(ProcessParams(device="cuda")) == "torch"
     monkeypatch.setattr(detector, "cpu_has_native_bf16", lambda: True)

@@ -29,7 +29,7 @@ def _state(run) -> str:
 
 
 def _rows(out, conn_id=None):
-    from vigil import query
+    from vigil.review import query
 
     con = query.connect(out, conn_id)
     detections = con.execute(
@@ -43,7 +43,7 @@ def _rows(out, conn_id=None):
 @pytest.fixture(scope="module")
 def file_run(airflow_db, footage, tmp_path_factory):
     """vigil_process through Airflow on file://, 30-second shards, 2 sampled frames per second."""
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     base = tmp_path_factory.mktemp("file-run")
     (base / "source").mkdir()
@@ -65,7 +65,8 @@ def test_process_dag_on_file_storage_finds_people(file_run):
 
 
 def test_manifest_lists_every_shard_file_with_its_hash(file_run):
-    from vigil.storage import FileStorage, join_uri
+    from vigil.store.file_backend import FileStorage
+    from vigil.uri import join_uri
 
     storage = FileStorage()
     manifest_uri = join_uri(file_run["out"], "manifests", f"corridor-{FOOTAGE_SHA256[:12]}.json")
@@ -83,8 +84,9 @@ def test_manifest_lists_every_shard_file_with_its_hash(file_run):
 
 
 def test_shard_files_carry_provenance(file_run):
-    from vigil.sink import read_provenance
-    from vigil.storage import FileStorage, file_uri
+    from vigil.store.sink import read_provenance
+    from vigil.store.file_backend import FileStorage
+    from vigil.uri import file_uri
 
     storage = FileStorage()
     shard_files = [i for i in storage.list(file_run["out"]) if "/shard-" in i.uri]
@@ -96,8 +98,8 @@ def test_shard_files_carry_provenance(file_run):
     assert provenance["params"]["sample_fps"] == 2.0
     assert provenance["airflow"]["dag_id"] == "vigil_process"
     assert {"ultralytics", "torch", "av", "ffmpeg", "pyarrow", "vigil"} <= set(provenance["versions"])
-    from vigil import query
-    from vigil.detector import choose_runtime
+    from vigil.review import query
+    from vigil.model.detector import choose_runtime
     from vigil.config import ProcessParams
 
     # Every row says which runtime computed it: the one the hardware chose, as the file's provenance says.
@@ -111,7 +113,7 @@ def test_shard_files_carry_provenance(file_run):
 def test_detections_do_not_depend_on_shard_length(file_run, tmp_path):
     """The same footage as one 600-second shard through the CLI: same frames, same boxes."""
     from vigil.cli import main
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     out = file_uri(tmp_path / "one-shard")
     assert main(["process", file_uri(file_run["source"]), "--out", out, "--shard-seconds", "600"]) == 0
@@ -129,7 +131,7 @@ def test_detections_do_not_depend_on_shard_length(file_run, tmp_path):
 
 
 def test_query_answers_presence_and_counts(file_run):
-    from vigil import query
+    from vigil.review import query
 
     con = query.connect(file_run["out"])
     presence = query.presence(con, query.Window("corridor"))
@@ -181,7 +183,7 @@ def test_trigger_form_rejects_invalid_values(airflow_db, conf, message):
     [({"shard_secs": 30}, "unknown key"), ({}, "output inside source")],
 )
 def test_run_is_refused_before_any_work(airflow_db, tmp_path, footage, extra, where):
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     (tmp_path / "drop").mkdir()
     shutil.copy(footage, tmp_path / "drop" / "corridor.mp4")
@@ -193,9 +195,9 @@ def test_run_is_refused_before_any_work(airflow_db, tmp_path, footage, extra, wh
 
 
 def test_a_broken_recording_fails_alone(airflow_db, tmp_path, footage):
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
     from vigil.config import ProcessParams, RunRequest
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     drop = tmp_path / "drop"
     drop.mkdir()
@@ -213,7 +215,7 @@ def test_a_broken_recording_fails_alone(airflow_db, tmp_path, footage):
 
 
 def test_nightly_processes_only_new_recordings(airflow_db, tmp_path, footage):
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     source, out = tmp_path / "incoming", tmp_path / "out"
     source.mkdir()

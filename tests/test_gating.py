@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.storage import file_uri
+from vigil.uri import file_uri
 
 pytestmark = pytest.mark.slow
 
 
 def test_gating_never_marks_a_frame_ok_that_was_not_analysed(footage, tmp_path, monkeypatch):
-    from vigil import query
+    from vigil.review import query
     from vigil.cli import main
-    from vigil.detector import PoseDetector
+    from vigil.model.detector import PoseDetector
 
     seen = []
     original = PoseDetector.detect

@@ -26,8 +26,8 @@ def _vigil(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def _rows(out_dir: Path) -> dict[str, list]:
     """Every row of every manifest-listed file, without the files' provenance metadata."""
-    from vigil import query
-    from vigil.storage import file_uri
+    from vigil.review import query
+    from vigil.uri import file_uri
 
     con = query.connect(file_uri(out_dir))
     return {
@@ -38,7 +38,7 @@ def _rows(out_dir: Path) -> dict[str, list]:
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory, footage):
     """The reference output: one uninterrupted CLI run."""
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     base = tmp_path_factory.mktemp("clean")
     source = base / "source" / "corridor.mp4"
@@ -50,7 +50,7 @@ def clean_run(tmp_path_factory, footage):
 
 
 def test_verify_passes_on_a_clean_output(clean_run):
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     done = _vigil("verify", file_uri(clean_run["out"]))
     assert done.returncode == 0, done.stdout
@@ -65,7 +65,7 @@ def _output_files(out: Path) -> list[Path]:
 def test_verify_fails_naming_the_file_when_any_byte_is_flipped(clean_run, tmp_path):
     import shutil
 
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     for index, original in enumerate(_output_files(clean_run["out"])):
         copy = tmp_path / f"copy{index}"
@@ -82,7 +82,7 @@ def test_verify_fails_naming_the_file_when_any_byte_is_flipped(clean_run, tmp_pa
 def test_verify_fails_naming_the_file_when_any_file_is_removed(clean_run, tmp_path):
     import shutil
 
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     for index, original in enumerate(_output_files(clean_run["out"])):
         copy = tmp_path / f"copy{index}"
@@ -98,8 +98,8 @@ def test_verify_fails_naming_the_file_when_any_file_is_removed(clean_run, tmp_pa
 def test_verify_detects_a_gap_between_shards(clean_run, tmp_path):
     import shutil
 
-    from vigil.manifest import manifest_bytes
-    from vigil.storage import file_uri
+    from vigil.store.manifest import manifest_bytes
+    from vigil.uri import file_uri
 
     shutil.copytree(clean_run["out"], tmp_path / "out")
     path = next((tmp_path / "out" / "manifests").iterdir())
@@ -112,7 +112,7 @@ def test_verify_detects_a_gap_between_shards(clean_run, tmp_path):
 
 
 def test_a_rerun_skips_finished_shards_and_changes_nothing(clean_run):
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     before = {p: p.read_bytes() for p in _output_files(clean_run["out"]) if p.suffix == ".parquet"}
     done = _vigil("-v", "process", file_uri(clean_run["source"]), "--out", file_uri(clean_run["out"]), *FAST)
@@ -124,7 +124,7 @@ def test_a_rerun_skips_finished_shards_and_changes_nothing(clean_run):
 @pytest.mark.parametrize("point", ["decode", "inference", "write"])
 def test_a_worker_killed_mid_shard_leaves_nothing_half_done(clean_run, tmp_path, point):
     """SIGKILL at a named point, then run again: the output equals a clean run's, row for row."""
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     out = tmp_path / "out"
     command = [sys.executable, "-m", "vigil.cli", "process", file_uri(clean_run["source"]), "--out", file_uri(out), *FAST]
@@ -151,7 +151,7 @@ def test_a_worker_killed_mid_shard_leaves_nothing_half_done(clean_run, tmp_path,
 
 def test_two_attempts_of_one_shard_on_s3_end_with_one_file(s3_storage, footage):
     """Two attempts of the same shard at once (as after a scheduler restart) against the S3 endpoint."""
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
     from vigil.config import ProcessParams, RunRequest
 
     bucket_in, bucket_out = s3_storage.buckets["source"], s3_storage.buckets["out"]
@@ -189,8 +189,8 @@ def test_two_attempts_of_one_shard_on_s3_end_with_one_file(s3_storage, footage):
 
 
 def test_credentials_never_reach_outputs_or_logs(s3_storage, footage, caplog):
-    from vigil import pipeline
-    from vigil.finalize import finalize
+    from vigil.orchestration import pipeline
+    from vigil.orchestration.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
 
     bucket_in, bucket_out = s3_storage.buckets["source"], s3_storage.buckets["out"]
@@ -213,7 +213,7 @@ def test_credentials_never_reach_outputs_or_logs(s3_storage, footage, caplog):
 
 
 def test_a_recording_whose_hash_differs_is_not_analysed(tmp_path, footage):
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     source = tmp_path / "drop" / "cam1.mp4"
     source.parent.mkdir()
@@ -226,7 +226,7 @@ def test_a_recording_whose_hash_differs_is_not_analysed(tmp_path, footage):
 
 
 def test_a_sha256_sidecar_is_honoured(tmp_path, footage):
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     source = tmp_path / "drop" / "cam1.mp4"
     source.parent.mkdir()
@@ -250,7 +250,7 @@ def test_buckets_outside_the_allow_list_are_refused(monkeypatch):
 
 
 def test_a_recording_that_vanishes_after_listing_fails_alone(s3_storage, footage):
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
     from vigil.config import ProcessParams, RunRequest
 
     bucket = s3_storage.buckets["source"]

@@ -23,7 +23,7 @@ def _plugin():
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory, footage):
     from vigil.cli import main
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     out = file_uri(tmp_path_factory.mktemp("plugin") / "out")
     assert main(["process", file_uri(footage), "--out", out, "--sample-fps", "0.5", "--shard-seconds", "60"]) == 0

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from vigil import postures
-from vigil.postures import Pose, PosePoint
+from vigil.analysis import postures
+from vigil.analysis.postures import Pose, PosePoint
 
 STANDING = {  # x, y of each COCO keypoint for an upright person facing the camera; torso = 100 px
     "nose": (200, 100), "left_eye": (195, 95), "right_eye": (205, 95), "left_ear": (190, 100), "right_ear": (210, 100),

@@ -5,10 +5,10 @@ import pytest
 
 from vigil.config import ProcessParams
 from vigil.errors import RecordingError
-from vigil.frames import DecodePlan, keyframes_between, sampled_frames
-from vigil.probe import Keyframe, RecordingProbe, probe
-from vigil.sharding import plan_shards, sample_bin
-from vigil.storage import S3RangeReader
+from vigil.media.frames import DecodePlan, keyframes_between, sampled_frames
+from vigil.media.probe import Keyframe, RecordingProbe, probe
+from vigil.media.sharding import plan_shards, sample_bin
+from vigil.store.s3_backend import S3RangeReader
 
 
 def _probe_of(path):
@@ -114,7 +114,7 @@ def test_skipping_unneeded_packets_samples_exactly_the_frames_full_decoding_woul
 @pytest.fixture
 def plans(monkeypatch):
     """Every DecodePlan a test's shards make, to count what they decoded and skipped."""
-    from vigil import frames as frames_module
+    from vigil.media import frames as frames_module
 
     made = []
 
@@ -235,10 +235,10 @@ def test_probe_refuses_unreadable_input_naming_it(tmp_path, make, message):
 
 
 def test_a_run_needing_more_shards_than_airflow_can_map_is_refused(tmp_path, footage):
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
     from vigil.config import RunRequest
     from vigil.errors import ParameterError
-    from vigil.storage import file_uri
+    from vigil.uri import file_uri
 
     for name in ("cam1.mp4", "cam2.mp4"):
         (tmp_path / name).write_bytes(footage.read_bytes())
@@ -250,7 +250,7 @@ def test_a_run_needing_more_shards_than_airflow_can_map_is_refused(tmp_path, foo
 
 
 def test_decoder_choice_falls_back_to_the_cpu_only_when_asked_to_choose(monkeypatch):
-    from vigil import frames
+    from vigil.media import frames
     from vigil.config import ProcessParams
     from vigil.errors import ParameterError
 
@@ -267,7 +267,7 @@ def test_decoder_choice_falls_back_to_the_cpu_only_when_asked_to_choose(monkeypa
 
 
 def test_nvdec_is_reported_unavailable_here_with_a_reason():
-    from vigil.frames import _nvdec_problem
+    from vigil.media.frames import _nvdec_problem
 
     problem = _nvdec_problem(0)
     if problem is None:

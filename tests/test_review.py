@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from vigil.storage import file_uri
+from vigil.uri import file_uri
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +16,7 @@ def _run(source, out, shard_seconds, *extra):
 
     assert main(["process", file_uri(source), "--out", file_uri(out), "--sample-fps", "1",
                  "--shard-seconds", str(shard_seconds), *extra]) == 0  # fmt: skip
-    from vigil import query
+    from vigil.review import query
 
     return query.connect(file_uri(out))
 
@@ -60,8 +60,8 @@ def test_walking_people_raise_no_lying_or_suspended_events(long_runs):
 
 
 def test_derived_tables_and_pictures_are_in_the_manifest_and_verified(long_runs):
-    from vigil.manifest import verify
-    from vigil.storage import FileStorage
+    from vigil.store.manifest import verify
+    from vigil.store.file_backend import FileStorage
 
     out = long_runs[60][1]
     report = verify(FileStorage(), file_uri(out))
@@ -83,7 +83,7 @@ def test_report_is_one_offline_page_with_timeline_and_contact_sheet(long_runs, t
 
 
 def test_wall_clock_start_fills_captured_at_and_answers_wall_clock_windows(footage, tmp_path):
-    from vigil import query
+    from vigil.review import query
 
     con = _run(footage, tmp_path / "out", 600, "--recording-start", "2024-03-01T22:00:00+02:00")
     first = con.execute("SELECT min(captured_at) FROM frames").fetchone()[0]
@@ -96,7 +96,7 @@ def test_wall_clock_start_fills_captured_at_and_answers_wall_clock_windows(foota
 
 
 def test_wall_clock_start_from_the_file_name(footage, tmp_path, monkeypatch):
-    from vigil.pipeline import start_from_name
+    from vigil.orchestration.pipeline import start_from_name
 
     monkeypatch.setenv("VIGIL_FILENAME_START", r"(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})")
     monkeypatch.setenv("VIGIL_FILENAME_TZ", "+03:00")

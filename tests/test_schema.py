@@ -3,9 +3,9 @@ import json
 
 import pyarrow.parquet as pq
 
-from vigil.detections import Detections
-from vigil.schema import DETECTIONS, DETECTIONS_SCHEMA, FRAMES, FRAMES_SCHEMA, SCHEMA_VERSION, markdown_table
-from vigil.sink import ShardRows, parquet_bytes, read_provenance
+from vigil.model.detections import Detections
+from vigil.store.schema import DETECTIONS, DETECTIONS_SCHEMA, FRAMES, FRAMES_SCHEMA, SCHEMA_VERSION, markdown_table
+from vigil.store.sink import ShardRows, parquet_bytes, read_provenance
 
 README = __import__("pathlib").Path(__file__).resolve().parents[1] / "README.md"
 
@@ -26,7 +26,7 @@ def test_schema_has_the_documented_columns_and_types():
 
 def test_readme_documents_the_schema_as_it_is():
     text = README.read_text()
-    from vigil.schema import SCHEMAS
+    from vigil.store.schema import SCHEMAS
 
     for table in SCHEMAS:
         assert markdown_table(table) in text, f"README's {table} table is out of date: paste schema.markdown_table()"

@@ -3,7 +3,9 @@ import threading
 import pytest
 
 from vigil.errors import ObjectNotFound, ParameterError
-from vigil.storage import FileStorage, S3RangeReader, file_uri, is_within, join_uri, parse_uri
+from vigil.store.file_backend import FileStorage
+from vigil.store.s3_backend import S3RangeReader
+from vigil.uri import file_uri, is_within, join_uri, parse_uri
 
 
 @pytest.mark.parametrize(
@@ -135,8 +137,8 @@ def _moov_at_end(footage, target):
 def test_probing_through_a_hashing_reader_reads_the_recording_once(footage, tmp_path, layout):
     import hashlib
 
-    from vigil.probe import probe
-    from vigil.storage import HashingReader
+    from vigil.media.probe import probe
+    from vigil.store.readers import HashingReader
 
     path = footage if layout == "as shipped" else _moov_at_end(footage, tmp_path / "moov-last.mp4")
     counting = _CountingFile(path)
@@ -152,7 +154,7 @@ def test_hashing_reader_hashes_in_file_order_whatever_the_reads(tmp_path):
     import io
     import os
 
-    from vigil.storage import HashingReader
+    from vigil.store.readers import HashingReader
 
     data = os.urandom(100_000)
     reader = HashingReader(io.BytesIO(data))

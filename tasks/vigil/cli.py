@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("tracks", "detections"):
             sub.add_argument("--min-conf", type=float, default=0.0)
         if name == "events":
-            from vigil.postures import POSTURES
+            from vigil.analysis.postures import POSTURES
 
             sub.add_argument("--posture", choices=POSTURES)
             sub.add_argument("--min-score", type=float, default=0.0)
@@ -117,9 +117,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _process(args) -> int:
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
     from vigil.config import ProcessParams, RunRequest
-    from vigil.finalize import RecordingsFailed, finalize
+    from vigil.orchestration.finalize import RecordingsFailed, finalize
 
     request = RunRequest(
         sources=tuple(args.sources),
@@ -176,7 +176,7 @@ def _expected_hashes(values: list[str], sources: list[str]) -> dict[str, str]:
 
 
 def _query(args) -> int:
-    from vigil import query
+    from vigil.review import query
 
     con = query.connect(args.out, args.conn_id)
     if args.kind == "sql":
@@ -200,7 +200,7 @@ def _query(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
-    from vigil.review import write_report
+    from vigil.review.artifacts import write_report
 
     path = write_report(args.out, args.recording, args.html, args.blur_faces, args.conn_id)
     print(Path(path).resolve())
@@ -208,8 +208,8 @@ def _report(args) -> int:
 
 
 def _verify(args) -> int:
-    from vigil.manifest import verify
-    from vigil.storage import storage_for
+    from vigil.store.manifest import verify
+    from vigil.store.storage import storage_for
 
     report = verify(storage_for(args.out, args.conn_id), args.out)
     if not args.quiet:
@@ -225,7 +225,7 @@ def _verify(args) -> int:
 
 
 def _concat(args) -> int:
-    from vigil.remux import concat_copies
+    from vigil.media.remux import concat_copies
 
     print(concat_copies(args.source, args.target, args.copies))
     return 0

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
 from vigil.errors import ParameterError
-from vigil.storage import is_within, parse_uri
+from vigil.uri import is_within, parse_uri
 
 DEFAULT_SAMPLE_FPS = 2.0
 DEFAULT_SHARD_SECONDS = 600

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 from vigil.config import ProcessParams, as_fraction
-from vigil.probe import RecordingProbe
+from vigil.media.probe import RecordingProbe
 
 MAX_SHARDS = 1024  # Airflow's default [core] max_map_length
 

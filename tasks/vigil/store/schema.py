@@ -23,11 +23,7 @@ FRAMES = "frames"
 MANIFESTS = "manifests"
 TABLES = (DETECTIONS, FRAMES)
 
-STATUS_OK = "ok"  # the frame was decoded and analysed
-STATUS_UNDECODABLE = "undecodable"  # the recording has frames in this bin, none could be decoded
-STATUS_NO_FRAME = "no_frame"  # the recording has no frame in this bin (a gap in the recording)
-STATUS_STATIC = "static"  # decoded, unchanged since an analysed frame: its detections are inherited
-STATUSES = (STATUS_OK, STATUS_UNDECODABLE, STATUS_NO_FRAME, STATUS_STATIC)
+from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_STATIC, STATUS_UNDECODABLE, STATUSES  # noqa: F401
 
 _keypoints = pa.list_(pa.float32(), 17)
 

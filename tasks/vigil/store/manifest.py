@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from vigil.errors import IntegrityError
-from vigil.schema import ALL_TABLES, MANIFESTS, TABLES
-from vigil.storage import Storage, join_uri
+from vigil.store.schema import ALL_TABLES, MANIFESTS, TABLES
+from vigil.store.storage import Storage
+from vigil.uri import join_uri
 
 HASH_FIELD = "manifest_sha256"
 
@@ -116,7 +117,7 @@ def verify(storage: Storage, out: str) -> Report:
 
 def _check_file(storage: Storage, uri: str, entry: dict, report: Report) -> None:
     from vigil.errors import ObjectNotFound
-    from vigil.sink import describe
+    from vigil.store.sink import describe
 
     try:
         data = storage.read_bytes(uri)

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vigil.config import as_fraction
-from vigil.detections import Detections
-from vigil.sharding import sample_bin
-from vigil.schema import DETECTIONS, FRAMES, PROVENANCE_KEY, SCHEMAS, STATUS_OK, STATUS_STATIC
-from vigil.storage import Storage
+from vigil.model.detections import Detections
+from vigil.media.sharding import sample_bin
+from vigil.store.schema import DETECTIONS, FRAMES, PROVENANCE_KEY, SCHEMAS, STATUS_OK, STATUS_STATIC
+from vigil.store.storage import Storage
 
 ROW_GROUP_ROWS = 50_000
 

@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vigil.errors import ParameterError
-from vigil.manifest import file_uris, load_manifest
-from vigil.schema import ALL_TABLES, DETECTIONS, MANIFESTS, SCHEMAS
-from vigil.storage import join_uri, storage_for
+from vigil.store.manifest import file_uris, load_manifest
+from vigil.store.schema import ALL_TABLES, DETECTIONS, MANIFESTS, SCHEMAS
+from vigil.store.storage import storage_for
+from vigil.uri import join_uri
 
 
 @dataclass(frozen=True)

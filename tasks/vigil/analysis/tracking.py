@@ -10,10 +10,11 @@ The tracker is tuned to the sampling rate, not the source frame rate: lost track
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Iterable
 
 import numpy as np
+
+from vigil.model.tracker import TrackerBoxes, byte_tracker
 
 TRACKER_VERSION = "bytetrack-1"
 
@@ -36,43 +37,20 @@ class FrameBoxes:
     confidence: np.ndarray
 
 
-class _Boxes:
-    """The duck-typed detections object Ultralytics' BYTETracker reads (boolean-indexable)."""
-
-    def __init__(self, xyxy: np.ndarray, conf: np.ndarray):
-        self.xyxy, self.conf = xyxy.astype(np.float32), conf.astype(np.float32)
-        self.cls = np.zeros(len(conf), np.float32)
-
-    @property
-    def xywh(self) -> np.ndarray:
-        xy = (self.xyxy[:, :2] + self.xyxy[:, 2:]) / 2
-        return np.concatenate([xy, self.xyxy[:, 2:] - self.xyxy[:, :2]], axis=1)
-
-    def __len__(self) -> int:
-        return len(self.conf)
-
-    def __getitem__(self, index) -> "_Boxes":
-        return _Boxes(self.xyxy[index], self.conf[index])
-
-
 def assign_tracks(frames: Iterable[FrameBoxes], sample_fps: float, settings: TrackerSettings = TrackerSettings()) -> dict:
     """``{(frame_index, det_index): track_id}`` for every detection the tracker keeps (ids from 1)."""
-    from ultralytics.trackers.byte_tracker import BYTETracker
-
-    args = SimpleNamespace(
-        track_high_thresh=settings.high_thresh,
-        track_low_thresh=settings.low_thresh,
+    tracker = byte_tracker(
+        high_thresh=settings.high_thresh,
+        low_thresh=settings.low_thresh,
         new_track_thresh=settings.new_track_thresh,
-        track_buffer=max(1, round(settings.buffer_s * sample_fps)),
+        buffer_frames=max(1, round(settings.buffer_s * sample_fps)),
         match_thresh=settings.match_thresh,
-        fuse_score=True,
     )
-    tracker = BYTETracker(args)
     assigned: dict[tuple[int, int], int] = {}
     seen: list[FrameBoxes] = []
     for frame in frames:
         seen.append(frame)
-        output = tracker.update(_Boxes(frame.xyxy.reshape(-1, 4), frame.confidence.reshape(-1)))
+        output = tracker.update(TrackerBoxes(frame.xyxy.reshape(-1, 4), frame.confidence.reshape(-1)))
         for row in output:
             assigned[(frame.frame_index, int(row[-1]))] = int(row[4])
     _backfill_first_detections(seen, assigned)

@@ -16,12 +16,14 @@ from pathlib import PurePosixPath
 from vigil import __version__
 from vigil.config import VIDEO_SUFFIXES, ProcessParams, RunRequest
 from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError
-from vigil.frames import keyframes_between
-from vigil.manifest import load_manifest
-from vigil.probe import RecordingProbe, probe
-from vigil.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, TABLES
-from vigil.sharding import MAX_SHARDS, ShardRange, effective_shard_seconds, plan_shards
-from vigil.storage import HashingReader, ObjectInfo, iter_objects, join_uri, parse_uri, storage_for
+from vigil.media.frames import keyframes_between
+from vigil.store.manifest import load_manifest
+from vigil.media.probe import RecordingProbe, probe
+from vigil.store.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, TABLES
+from vigil.media.sharding import MAX_SHARDS, ShardRange, effective_shard_seconds, plan_shards
+from vigil.store.readers import HashingReader
+from vigil.store.storage import ObjectInfo, iter_objects, storage_for
+from vigil.uri import join_uri, parse_uri
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +218,7 @@ def detect_shard(task: dict, run_context: dict | None = None, force: bool = Fals
     processed again (unless ``force``), and each file is published with a conditional create, so
     two attempts racing on one shard end with one complete file that both report.
     """
-    from vigil.detector import resolve_model
+    from vigil.store.weights import resolve_model
 
     params = ProcessParams.from_dict(task["params"])
     model_file = resolve_model(params.model, params.model_sha256, task.get("source_conn_id"))
@@ -226,7 +228,7 @@ def detect_shard(task: dict, run_context: dict | None = None, force: bool = Fals
     force = force or bool(task.get("force"))
     files = None if force else _existing_files(out, uris)
     if files is None:
-        files, fetched, provenance = _analyse_shard(task, params, out, uris, run_context, force)
+        files, fetched, provenance = _analyse_shard(task, params, model_file, out, uris, run_context, force)
     else:
         log.info("shard %s of %s already done: %s", task["shard"]["index"], task["recording_id"], uris[FRAMES])
         fetched, provenance = 0, _read_provenance(out, files[FRAMES]["uri"])
@@ -247,19 +249,19 @@ def detect_shard(task: dict, run_context: dict | None = None, force: bool = Fals
     return result
 
 
-def _analyse_shard(task, params, out, uris, run_context, force) -> tuple[dict, int | None, dict]:
-    from vigil.detector import load_detector
+def _analyse_shard(task, params, model_file, out, uris, run_context, force) -> tuple[dict, int | None, dict]:
+    from vigil.model.detector import load_detector
     from vigil.faults import checkpoint
-    from vigil.frames import choose_decoder, sampled_frames
-    from vigil.gating import StaticGate
-    from vigil.probe import Keyframe
-    from vigil.sink import ShardRows, parquet_bytes, publish
+    from vigil.media.frames import choose_decoder, sampled_frames
+    from vigil.media.gating import StaticGate
+    from vigil.media.probe import Keyframe
+    from vigil.store.sink import ShardRows, parquet_bytes, publish
 
     described = RecordingProbe.from_dict(task["probe"])
     shard = ShardRange.from_dict(task["shard"])
     keyframes = [Keyframe(int(pts), int(index)) for pts, index in task.get("keyframes", [])]
     source_uri = task["source"]["uri"]
-    detector = load_detector(params, task.get("source_conn_id"))
+    detector = load_detector(params, model_file)
     decoder = choose_decoder(params, shard.index)
     runtime = detector.runtime + ("/nvdec" if decoder != "cpu" else "")  # rows say what decoded them too
     start = task.get("recording_start")
@@ -367,7 +369,7 @@ def _check_unchanged(storage, planned: dict) -> None:
 def _existing_files(out, uris: dict[str, str]) -> dict | None:
     """The published files of a finished shard, or None if any is missing."""
     from vigil.errors import ObjectNotFound
-    from vigil.sink import describe
+    from vigil.store.sink import describe
 
     try:
         return {name: describe(uri, out.read_bytes(uri)).to_dict() for name, uri in uris.items()}
@@ -376,7 +378,7 @@ def _existing_files(out, uris: dict[str, str]) -> dict | None:
 
 
 def _read_provenance(out, uri: str) -> dict:
-    from vigil.sink import read_provenance
+    from vigil.store.sink import read_provenance
 
     return read_provenance(out.read_bytes(uri))
 

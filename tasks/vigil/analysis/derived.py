@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-from vigil import postures
-from vigil.schema import POSE_EVENTS, PRESENCE, SCHEMAS, STATUS_OK, STATUS_STATIC, TRACK_POINTS, TRACKS
-from vigil.tracking import TRACKER_VERSION, FrameBoxes, TrackerSettings, assign_tracks
+from vigil.analysis import postures
+from vigil.store.schema import POSE_EVENTS, PRESENCE, SCHEMAS, STATUS_OK, STATUS_STATIC, TRACK_POINTS, TRACKS
+from vigil.analysis.tracking import TRACKER_VERSION, FrameBoxes, TrackerSettings, assign_tracks
 
 DERIVED_VERSION = f"{TRACKER_VERSION}+{postures.RULES_VERSION}+presence-1"
 BEST_VIEW_MIN_CONF = 0.5

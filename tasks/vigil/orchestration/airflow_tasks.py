@@ -126,7 +126,7 @@ def plan(unprocessed_only: bool = False, params: dict | None = None, dag=None, d
     """
     from airflow.configuration import conf
 
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
 
     try:
         request = run_request_from(params, dag_run.conf if dag_run else None, set(dag.params))
@@ -150,7 +150,7 @@ def detect(shard: dict, dag_run=None, ti=None) -> dict:
     """One shard: decode its sampled frames, detect people and poses, publish its Parquet files."""
     from airflow.sdk import get_current_context
 
-    from vigil import pipeline
+    from vigil.orchestration import pipeline
 
     get_current_context()["shard_label"] = (
         f"{shard['recording_id']} #{shard['shard']['index']} "
@@ -178,7 +178,7 @@ def shards_for(shards: list[dict], device: str) -> list[dict]:
 @task(trigger_rule="all_done", outlets=[DETECTIONS_ASSET])
 def finalize(cpu_results, gpu_results, outlet_events=None, ti=None) -> list[dict]:
     """Write each complete recording's manifest; fail naming any recording that did not complete."""
-    from vigil import finalize as finalizing
+    from vigil.orchestration import finalize as finalizing
 
     results = [*(cpu_results or []), *(gpu_results or [])]
     failed = ti.xcom_pull(task_ids="plan", key=FAILED_KEY)

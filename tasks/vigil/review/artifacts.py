@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from vigil.report import report_html
-from vigil.schema import POSE_EVENTS, PRESENCE, TRACKS
+from vigil.review.report import report_html
+from vigil.store.schema import POSE_EVENTS, PRESENCE, TRACKS
 
 REVIEW = "review"
 
 
 def source_fetcher(source: dict, probe: dict, conn_id: str | None):
     """Frames of the exact source version that was analysed (pinned by ETag on S3)."""
-    from vigil.frames import fetch_frames
-    from vigil.probe import RecordingProbe
-    from vigil.storage import storage_for
+    from vigil.media.frames import fetch_frames
+    from vigil.media.probe import RecordingProbe
+    from vigil.store.storage import storage_for
 
     described = RecordingProbe.from_dict({**probe, "keyframes": []})
 
@@ -32,7 +32,7 @@ def source_fetcher(source: dict, probe: dict, conn_id: str | None):
 def render_review(manifest: dict, tables: dict[str, pa.Table], detections: pa.Table, frames: pa.Table,
                   fetch, blur: bool) -> dict[str, bytes]:  # fmt: skip
     """``{file name: bytes}``: timeline.png, contact_sheet.jpg, event-NNN.jpg, report.html."""
-    from vigil.render import contact_sheet_jpeg, event_thumbnails, timeline_png
+    from vigil.review.render import contact_sheet_jpeg, event_thumbnails, timeline_png
 
     title = f"{manifest['recording_id']} — {manifest['source']['uri']}"
     timeline = timeline_png(frames, tables[PRESENCE], tables[POSE_EVENTS], manifest["coverage"], title)
@@ -59,10 +59,11 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
     """
     from pathlib import Path
 
-    from vigil import query
+    from vigil.review import query
     from vigil.errors import ParameterError, VigilError
-    from vigil.schema import DERIVED_TABLES
-    from vigil.storage import join_uri, storage_for
+    from vigil.store.schema import DERIVED_TABLES
+    from vigil.store.storage import storage_for
+    from vigil.uri import join_uri
 
     listed = query.manifests(out, conn_id)
     matches = [m for m in listed if m["recording_id"] == recording or m["recording_id"].startswith(recording + "-")]

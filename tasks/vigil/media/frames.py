@@ -23,9 +23,9 @@ import numpy as np
 
 from vigil.config import ProcessParams, as_fraction
 from vigil.errors import ParameterError, RecordingError
-from vigil.probe import Keyframe, RecordingProbe
-from vigil.schema import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
-from vigil.sharding import ShardRange, sample_bin
+from vigil.media.probe import Keyframe, RecordingProbe
+from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
+from vigil.media.sharding import ShardRange, sample_bin
 
 
 @dataclass(frozen=True)

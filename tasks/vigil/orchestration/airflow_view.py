@@ -36,8 +36,8 @@ def _output() -> tuple[str, str | None]:
 
 @app.get("/", response_class=HTMLResponse)
 def recordings() -> str:
-    from vigil.query import manifests
-    from vigil.render import timecode
+    from vigil.review.query import manifests
+    from vigil.review.render import timecode
 
     out, conn_id = _output()
     rows = []
@@ -66,8 +66,9 @@ td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
 
 @app.get("/recordings/{recording_id}/{name}")
 def artifact(recording_id: str, name: str) -> Response:
-    from vigil.query import manifests
-    from vigil.storage import join_uri, storage_for
+    from vigil.review.query import manifests
+    from vigil.store.storage import storage_for
+    from vigil.uri import join_uri
 
     out, conn_id = _output()
     manifest = next((m for m in manifests(out, conn_id) if m["recording_id"] == recording_id), None)
