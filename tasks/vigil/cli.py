@@ -108,6 +108,16 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--quiet", action="store_true", help="print problems only")
     verify.set_defaults(func=_verify)
 
+    clip = commands.add_parser("clip", help="cut a lossless evidence clip (stream copy) with a sealed record")
+    clip.add_argument("out", metavar="OUTPUT_URI")
+    clip.add_argument("recording", help="recording id (or its unique prefix)")
+    clip.add_argument("--from", dest="start", required=True, help="recording time: HH:MM:SS[.fff], MM:SS or seconds")
+    clip.add_argument("--to", dest="end", required=True, help="recording time: HH:MM:SS[.fff], MM:SS or seconds")
+    clip.add_argument("--pad", type=float, default=0.0, metavar="SECONDS", help="extra seconds on both sides")
+    clip.add_argument("--conn-id", default=None, help="Airflow connection id for an s3:// output")
+    clip.add_argument("--source-conn-id", default=None, help="Airflow connection id for an s3:// source")
+    clip.set_defaults(func=_clip)
+
     concat = commands.add_parser("concat", help="build a long recording from copies of a short one (no re-encode)")
     concat.add_argument("source")
     concat.add_argument("target")
@@ -211,7 +221,10 @@ def _verify(args) -> int:
     from vigil.store.manifest import verify
     from vigil.store.storage import storage_for
 
+    from vigil.review.clips import verify_clips
+
     report = verify(storage_for(args.out, args.conn_id), args.out)
+    report.problems.extend(verify_clips(args.out, args.conn_id))
     if not args.quiet:
         for uri in report.checked:
             print(f"ok    {uri}")
@@ -222,6 +235,20 @@ def _verify(args) -> int:
     verdict = "verified" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"{args.out}: {len(report.checked)} files checked, {verdict}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def _clip(args) -> int:
+    from vigil.review.clips import make_clip
+    from vigil.review.query import parse_time
+
+    start, end = parse_time(args.start), parse_time(args.end)
+    if not isinstance(start, float) or not isinstance(end, float):
+        from vigil.errors import ParameterError
+
+        raise ParameterError("--from and --to are recording times (HH:MM:SS, MM:SS or seconds), not wall-clock times")
+    record = make_clip(args.out, args.recording, start, end, args.pad, args.conn_id, args.source_conn_id)
+    print(json.dumps(record.to_dict(), indent=2))
+    return 0
 
 
 def _concat(args) -> int:

@@ -1,0 +1,216 @@
+"""Evidence clips: a lossless excerpt of a recording, with a sealed record of where it came from.
+
+A clip is a stream copy (no re-encode): packets are copied byte for byte from the keyframe at or
+before the requested start, because a decoder can only start at a keyframe; the clip therefore
+may begin up to one group of pictures early. It ends just before the first keyframe at or after
+the requested end (or at the end of the recording), so every frame up to the end decodes.
+
+Each clip gets a record beside it (``<clip>.json``, sealed like a manifest): the clip's SHA-256,
+the source's SHA-256 and version, the byte and timestamp range copied, and the requested and
+actual start and end in recording time and, where the recording's start is known, wall-clock time.
+``verify_clips`` re-hashes every clip against its record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+
+from vigil.errors import IntegrityError, ParameterError, RecordingError
+from vigil.store.manifest import load_manifest, manifest_bytes
+from vigil.store.storage import storage_for
+from vigil.uri import join_uri
+
+CLIPS = "clips"
+CLIP_FORMAT = "clip-1"
+_SEEK_BACK_S = (0, 2, 10, 60, 600)  # how far before the start to look for a keyframe, in turn
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """Everything a court needs to tie a clip to its source (times in seconds of recording time)."""
+
+    recording_id: str
+    clip_path: str  # relative to the output location
+    clip_sha256: str
+    clip_bytes: int
+    source: dict  # uri, sha256, size, etag, version_id, last_modified (from the recording's manifest)
+    stream_index: int
+    requested: dict  # start_s, end_s, pad_s, and wall-clock start/end where known
+    actual: dict  # start_s, end_s, wall-clock start/end where known
+    copied: dict  # packets, first/last pts and dts (stream time base), byte_start, byte_end
+    time_base: str
+    format: str = CLIP_FORMAT
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_clip(out: str, recording: str, start: float, end: float, pad: float = 0.0,
+              conn_id: str | None = None, source_conn_id: str | None = None) -> ClipRecord:  # fmt: skip
+    """Cut ``[start - pad, end + pad)`` (seconds of recording time) of ``recording`` out of its
+    source and publish the clip and its record under ``out/clips/``."""
+    from vigil.media.probe import RecordingProbe
+    from vigil.review.query import manifests
+
+    manifest = _one_manifest(manifests(out, conn_id), recording)
+    described = RecordingProbe.from_dict(manifest["probe"])
+    duration = float(described.duration)
+    if pad < 0 or not 0 <= start < end:
+        raise ParameterError(f"a clip needs 0 <= --from < --to and --pad >= 0; got from={start}, to={end}, pad={pad}")
+    if start >= duration:
+        raise ParameterError(f"--from {start} s lies past the end of {manifest['recording_id']} ({duration:.3f} s)")
+    lo, hi = max(0.0, start - pad), min(duration, end + pad)
+    lo_pts = described.start_pts + int(Fraction(lo) / described.tb)
+    hi_pts = described.start_pts + int(Fraction(hi) / described.tb)
+    source = manifest["source"]
+    stream_index = int(manifest.get("stream_index", 0))
+    data, copied = _copy_packets(source, stream_index, lo_pts, hi_pts, source_conn_id)
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"{manifest['recording_id']}_{_stamp(lo)}-{_stamp(hi)}_{digest[:8]}.mp4"
+    clip_path = "/".join((CLIPS, f"recording_id={manifest['recording_id']}", name))
+    actual_start = float(described.seconds(copied["first_pts"]))
+    actual_end = float(described.seconds(copied["end_pts"]))
+    wall = _wall_clock(manifest.get("recording_start"))
+    record = ClipRecord(
+        recording_id=manifest["recording_id"],
+        clip_path=clip_path,
+        clip_sha256=digest,
+        clip_bytes=len(data),
+        source={k: source.get(k) for k in ("uri", "sha256", "size", "etag", "version_id", "last_modified")},
+        stream_index=stream_index,
+        requested={"start_s": start, "end_s": end, "pad_s": pad, "wall_start": wall(start), "wall_end": wall(end)},
+        actual={"start_s": actual_start, "end_s": actual_end, "wall_start": wall(actual_start), "wall_end": wall(actual_end)},
+        copied={k: v for k, v in copied.items() if k != "end_pts"},
+        time_base=described.time_base,
+    )
+    storage = storage_for(out, conn_id)
+    storage.write_bytes(join_uri(out, clip_path), data)
+    storage.write_bytes(join_uri(out, clip_path + ".json"), manifest_bytes(record.to_dict()))
+    return record
+
+
+def verify_clips(out: str, conn_id: str | None = None) -> list[str]:
+    """Problems found re-hashing every clip under ``out`` against its sealed record (empty: all good)."""
+    storage = storage_for(out, conn_id)
+    problems = []
+    for info in storage.list(join_uri(out, CLIPS)):
+        if not info.uri.endswith(".json"):
+            continue
+        try:
+            record = load_manifest(storage.read_bytes(info.uri), info.uri)
+            data = storage.read_bytes(join_uri(out, record["clip_path"]))
+        except (IntegrityError, RecordingError) as exc:
+            problems.append(str(exc))
+            continue
+        except Exception as exc:  # a missing clip file: the storage backends raise ObjectNotFound
+            problems.append(f"{info.uri}: {exc}")
+            continue
+        if hashlib.sha256(data).hexdigest() != record["clip_sha256"]:
+            problems.append(f"{record['clip_path']}: SHA-256 differs from its record {info.uri}")
+    return problems
+
+
+def _one_manifest(listed: list[dict], recording: str) -> dict:
+    exact = [m for m in listed if m["recording_id"] == recording]
+    matches = exact or [m for m in listed if m["recording_id"].startswith(recording)]
+    if len(matches) != 1:
+        names = ", ".join(m["recording_id"] for m in matches) or "none"
+        raise ParameterError(f"recording {recording!r} must name exactly one recording of the output; matches: {names}")
+    return matches[0]
+
+
+def _copy_packets(source: dict, stream_index: int, lo_pts: int, hi_pts: int, conn_id: str | None) -> tuple[bytes, dict]:
+    """Stream-copy packets ``[keyframe at or before lo_pts, first keyframe at or after hi_pts)``."""
+    import av
+
+    storage = storage_for(source["uri"], conn_id)
+    info = storage.stat(source["uri"])
+    if info.size != source["size"] or (source.get("etag") and info.etag != source["etag"]):
+        raise IntegrityError(
+            f"{source['uri']} changed since it was analysed (size/ETag differ from the manifest); "
+            "a clip must come from the exact bytes that were analysed"
+        )
+    with storage.open(source["uri"], etag=source.get("etag")) as handle, av.open(handle) as container:
+        stream = container.streams[stream_index]
+        packets, end_pts = _packets_from_keyframe(container, stream, lo_pts, hi_pts)
+        if not packets:
+            raise RecordingError(f"{source['uri']}: no packets between the requested times")
+        with tempfile.TemporaryDirectory() as work:
+            path = os.path.join(work, "clip.mp4")
+            shift = packets[0].dts if packets[0].dts is not None else packets[0].pts
+            copied = {
+                "packets": len(packets),
+                "first_pts": packets[0].pts,
+                "last_pts": max(p.pts for p in packets),
+                "first_dts": packets[0].dts,
+                "last_dts": packets[-1].dts,
+                "byte_start": min((p.pos for p in packets if p.pos is not None and p.pos >= 0), default=None),
+                "byte_end": max((p.pos + p.size for p in packets if p.pos is not None and p.pos >= 0), default=None),
+                "end_pts": end_pts,
+            }
+            with av.open(path, "w", format="mp4") as output:
+                target = output.add_stream_from_template(stream)
+                for packet in packets:
+                    packet.pts -= shift
+                    if packet.dts is not None:
+                        packet.dts -= shift
+                    packet.stream = target
+                    output.mux(packet)
+            with open(path, "rb") as clip:
+                return clip.read(), copied
+
+
+def _packets_from_keyframe(container, stream, lo_pts: int, hi_pts: int) -> tuple[list, int | None]:
+    """Packets in decode order from the last keyframe at or before ``lo_pts`` up to the first
+    keyframe at or after ``hi_pts``, and where the copied frames end (stream time base).
+
+    Containers without an index (MPEG-TS) may seek past the keyframe: then seek further back until
+    the first keyframe found lies at or before the start. Leading pictures of an open group that
+    follow the start keyframe but show before it cannot decode without the previous group: they
+    are left out. The end is the break keyframe's time, or earlier where leading pictures after
+    it in decode order show before it (those are not copied, so the clip honestly ends there).
+    """
+    tb = stream.time_base
+    for back in _SEEK_BACK_S:
+        target = max(0, lo_pts - int(back / tb)) if back else lo_pts
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        packets, start_pts, end_pts, after_break = [], None, None, 0
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            if end_pts is not None:  # past the break: look a little further for leading pictures
+                end_pts = min(end_pts, packet.pts)
+                after_break += 1
+                if after_break >= 16:
+                    break
+                continue
+            if packet.is_keyframe and packet.pts <= lo_pts:
+                packets, start_pts = [], packet.pts  # a later keyframe still at or before the start
+            elif packet.is_keyframe and packet.pts >= hi_pts and start_pts is not None:
+                end_pts = packet.pts
+                continue
+            if start_pts is not None and packet.pts >= start_pts:
+                packets.append(packet)
+        if start_pts is not None and packets:
+            if end_pts is None:  # the recording ended first
+                last = max(packets, key=lambda p: p.pts)
+                end_pts = last.pts + (last.duration or 0)
+            return packets, end_pts
+    return [], None
+
+
+def _wall_clock(recording_start: str | None):
+    if not recording_start:
+        return lambda seconds: None
+    origin = datetime.fromisoformat(recording_start.replace("Z", "+00:00"))
+    return lambda seconds: (origin + timedelta(seconds=seconds)).isoformat()
+
+
+def _stamp(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}{whole % 3600 // 60:02d}{whole % 60:02d}"
