@@ -65,13 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         ("counts", "people per time bucket (default: per minute)"),
         ("detections", "every detection in a time window"),
         ("recordings", "the recordings an output holds"),
+        ("reviews", "review decisions on tracks and events, with their history"),
         ("sql", "raw SQL over views detections, frames, tracks, presence, pose_events, track_points, recordings"),
     ):
         sub = kinds.add_parser(name, help=help_text)
         if name == "sql":
             sub.add_argument("sql")
         sub.add_argument("out", metavar="OUTPUT_URI")
-        if name not in ("sql", "recordings"):
+        if name not in ("sql", "recordings", "reviews"):
             sub.add_argument("--recording", help="recording id (or its file-stem prefix)")
             sub.add_argument("--from", dest="start", help="HH:MM:SS, seconds, or ISO 8601 wall clock (e.g. 2024-03-01T22:10:00Z)")
             sub.add_argument("--to", dest="end", help="end of the window (exclusive), same forms")
@@ -86,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
 
             sub.add_argument("--posture", choices=POSTURES)
             sub.add_argument("--min-score", type=float, default=0.0)
+            sub.add_argument("--reviewed", choices=("confirmed", "rejected", "uncertain", "none"),
+                             help="only events whose current review decision is this (none: not reviewed)")  # fmt: skip
+        if name == "reviews":
+            sub.add_argument("--recording", help="recording id (or its file-stem prefix)")
+            sub.add_argument("--current", action="store_true", help="only decisions not superseded")
         if name == "frames":
             sub.add_argument("--status", choices=("ok", "undecodable", "no_frame"))
         if name == "counts":
@@ -107,6 +113,18 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--conn-id", default=None)
     verify.add_argument("--quiet", action="store_true", help="print problems only")
     verify.set_defaults(func=_verify)
+
+    review = commands.add_parser("review", help="record a review decision on a track or a posture event")
+    review.add_argument("out", metavar="OUTPUT_URI")
+    review.add_argument("recording", help="recording id (or its file-stem prefix)")
+    target = review.add_mutually_exclusive_group(required=True)
+    target.add_argument("--track", type=int, help="track id (vigil query tracks)")
+    target.add_argument("--event", type=int, help="event number (the event column of vigil query events)")
+    review.add_argument("--decision", required=True, choices=("confirmed", "rejected", "uncertain"))
+    review.add_argument("--note", default="", help="free text, kept with the decision")
+    review.add_argument("--reviewer", default=None, help="who decides (default: the login name)")
+    review.add_argument("--conn-id", default=None)
+    review.set_defaults(func=_review)
 
     clip = commands.add_parser("clip", help="cut a lossless evidence clip (stream copy) with a sealed record")
     clip.add_argument("out", metavar="OUTPUT_URI")
@@ -191,6 +209,8 @@ def _query(args) -> int:
     con = query.connect(args.out, args.conn_id)
     if args.kind == "sql":
         result = query.run_sql(con, args.sql)
+    elif args.kind == "reviews":
+        result = query.reviews(con, query.Window(args.recording), args.current)
     elif args.kind == "recordings":
         result = query.run_sql(con, "SELECT * FROM recordings ORDER BY recording_id")
     else:
@@ -198,7 +218,8 @@ def _query(args) -> int:
         result = {
             "presence": lambda: query.presence(con, window, args.min_duration, args.min_persons),
             "tracks": lambda: query.tracks(con, window, args.min_duration, args.min_conf),
-            "events": lambda: query.events(con, window, args.posture, args.min_duration, args.min_score),
+            "events": lambda: query.events(con, window, args.posture, args.min_duration, args.min_score, args.reviewed),
+            "reviews": lambda: query.reviews(con, window, args.current),
             "frames": lambda: query.frames(con, window, args.status, args.min_persons),
             "counts": lambda: query.counts(con, window, args.bucket),
             "detections": lambda: query.detections(con, window, args.min_conf),
@@ -224,7 +245,9 @@ def _verify(args) -> int:
     from vigil.review.clips import verify_clips
 
     report = verify(storage_for(args.out, args.conn_id), args.out)
-    report.problems.extend(verify_clips(args.out, args.conn_id))
+    from vigil.review.decisions import verify_decisions
+
+    report.problems.extend(verify_clips(args.out, args.conn_id) + verify_decisions(args.out, args.conn_id))
     if not args.quiet:
         for uri in report.checked:
             print(f"ok    {uri}")
@@ -235,6 +258,18 @@ def _verify(args) -> int:
     verdict = "verified" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"{args.out}: {len(report.checked)} files checked, {verdict}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def _review(args) -> int:
+    import getpass
+
+    from vigil.review.decisions import record_decision
+
+    target, number = ("track", args.track) if args.track is not None else ("event", args.event)
+    record = record_decision(args.out, args.recording, target, number, args.decision, args.note,
+                             args.reviewer or getpass.getuser(), args.conn_id)  # fmt: skip
+    print(json.dumps(record, indent=2))
+    return 0
 
 
 def _clip(args) -> int:

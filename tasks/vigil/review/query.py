@@ -78,6 +78,9 @@ def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
         ),
     )  # fmt: skip
     con.register("recordings", recordings)
+    from vigil.review.decisions import load_decisions, register
+
+    register(con, load_decisions(out, conn_id))  # beside the analysis, never inside it
     return con
 
 
@@ -158,19 +161,39 @@ def tracks(con, window: Window = Window(), min_duration_s: float = 0.0, min_conf
         ORDER BY recording_id, first_s""", [*args, min_duration_s, min_conf])  # fmt: skip
 
 
-def events(con, window: Window = Window(), posture: str | None = None, min_duration_s: float = 0.0, min_score: float = 0.0) -> Result:
-    """Posture events: who held which posture, when, for how long, how clearly."""
+def events(con, window: Window = Window(), posture: str | None = None, min_duration_s: float = 0.0,
+           min_score: float = 0.0, reviewed: str | None = None) -> Result:  # fmt: skip
+    """Posture events: who held which posture, when, for how long, how clearly, and the current
+    review decision (``reviewed``: a decision, or ``none`` for events nobody has decided on)."""
+    from vigil.review.decisions import EVENT_ORDER
+
     where, args = window.where(
         "start_s", "end_s", "start_captured_at", "start_captured_at + to_microseconds(((end_s - start_s) * 1e6)::BIGINT)"
     )
     if posture:
         where += " AND posture = ?"
         args.append(posture)
+    if reviewed:
+        where += " AND coalesce(review, 'none') = ?"
+        args.append(reviewed)
     return run_sql(con, f"""
-        SELECT recording_id, track_id, posture, start_s, end_s, round(end_s - start_s, 3) AS seconds,
-               start_captured_at, frames, round(score::DOUBLE, 3) AS score, rule_version, best_frame_index
-        FROM pose_events WHERE {where} AND end_s - start_s >= ? AND score >= ?
+        SELECT recording_id, event, track_id, posture, start_s, end_s, round(end_s - start_s, 3) AS seconds,
+               start_captured_at, frames, round(score::DOUBLE, 3) AS score, rule_version, best_frame_index, review
+        FROM (SELECT e.*, r.decision AS review FROM
+                (SELECT *, row_number() OVER (PARTITION BY recording_id ORDER BY {EVENT_ORDER}) AS event FROM pose_events) e
+              LEFT JOIN reviews r ON r.current AND r.target = 'event' AND r.recording_id = e.recording_id
+                                     AND r.target_id = e.event)
+        WHERE {where} AND end_s - start_s >= ? AND score >= ?
         ORDER BY recording_id, start_s, track_id""", [*args, min_duration_s, min_score])  # fmt: skip
+
+
+def reviews(con, window: Window = Window(), current_only: bool = False) -> Result:
+    """Review decisions, oldest first: who decided what about which track or event, and whether a
+    later decision superseded it (``current``) or the rows it refers to changed since (``stale``)."""
+    where, args = window.where("decided_at", "decided_at", "decided_at", "decided_at") if window.recording else ("TRUE", [])
+    if current_only:
+        where += " AND current"
+    return run_sql(con, f"SELECT * FROM reviews WHERE {where} ORDER BY recording_id, decided_at, record_id", args)
 
 
 def frames(con, window: Window = Window(), status: str | None = None, min_persons: int = 0) -> Result:
