@@ -74,9 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     reports = sorted(out_dir.glob("review/recording_id=*/report.html"))
     if reports:
         print(f"\nReport to open in a browser: {reports[0]}")
-    print(f"\nTry: vigil query presence {conf['out']}\n     vigil query detections {conf['out']} --from 00:10:00 --to 00:10:05"
-          f"\n     vigil verify {conf['out']}")  # fmt: skip
+    vigil = _command_path(Path(sys.executable).with_name("vigil"))  # works as printed, venv activated or not
+    print(f"\nTry: {vigil} query presence {conf['out']}\n     {vigil} query detections {conf['out']} --from 00:10:00 --to 00:10:05"
+          f"\n     {vigil} verify {conf['out']}\n(or `source .venv/bin/activate` once, then plain `vigil …`)")  # fmt: skip
     return 0
+
+
+def _command_path(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (``.venv/bin/vigil``)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _run(command: list[str], env: dict, log: Path) -> None:
