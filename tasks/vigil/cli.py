@@ -126,6 +126,15 @@ def _parser() -> argparse.ArgumentParser:
     review.add_argument("--conn-id", default=None)
     review.set_defaults(func=_review)
 
+    case = commands.add_parser("case", help="one page with every recording on a wall-clock timeline")
+    case.add_argument("out", metavar="OUTPUT_URI")
+    case.add_argument("--html", default="case.html", help="file to write (default: case.html)")
+    case.add_argument("--make-clips", action="store_true", help="cut a clip for every event that has none first")
+    case.add_argument("--pad", type=float, default=2.0, help="seconds around each event with --make-clips")
+    case.add_argument("--conn-id", default=None)
+    case.add_argument("--source-conn-id", default=None, help="Airflow connection id for s3:// sources (--make-clips)")
+    case.set_defaults(func=_case)
+
     clip = commands.add_parser("clip", help="cut a lossless evidence clip (stream copy) with a sealed record")
     clip.add_argument("out", metavar="OUTPUT_URI")
     clip.add_argument("recording", help="recording id (or its unique prefix)")
@@ -269,6 +278,19 @@ def _review(args) -> int:
     record = record_decision(args.out, args.recording, target, number, args.decision, args.note,
                              args.reviewer or getpass.getuser(), args.conn_id)  # fmt: skip
     print(json.dumps(record, indent=2))
+    return 0
+
+
+def _case(args) -> int:
+    from vigil.review.case import case_data, write_case
+    from vigil.review.clips import make_clip
+
+    if args.make_clips:
+        for lane in case_data(args.out, args.conn_id)["lanes"]:
+            for event in lane["events"]:
+                if event[-1] is None:
+                    make_clip(args.out, lane["id"], event[3], event[4], args.pad, args.conn_id, args.source_conn_id)
+    print(write_case(args.out, args.html, args.conn_id))
     return 0
 
 

@@ -115,6 +115,13 @@ def verify_clips(out: str, conn_id: str | None = None) -> list[str]:
     return problems
 
 
+def load_clip_records(out: str, conn_id: str | None = None) -> list[dict]:
+    """Every clip record under ``out``; an altered record is an error naming it."""
+    storage = storage_for(out, conn_id)
+    return [load_manifest(storage.read_bytes(info.uri), info.uri)
+            for info in storage.list(join_uri(out, CLIPS)) if info.uri.endswith(".json")]  # fmt: skip
+
+
 def _one_manifest(listed: list[dict], recording: str) -> dict:
     exact = [m for m in listed if m["recording_id"] == recording]
     matches = exact or [m for m in listed if m["recording_id"].startswith(recording)]
