@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 
 from vigil.errors import IntegrityError, ParameterError, RecordingError
-from vigil.store.manifest import load_manifest, manifest_bytes
+from vigil.store.manifest import load_manifest, manifest_bytes, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
@@ -117,9 +117,7 @@ def verify_clips(out: str, conn_id: str | None = None) -> list[str]:
 
 def load_clip_records(out: str, conn_id: str | None = None) -> list[dict]:
     """Every clip record under ``out``; an altered record is an error naming it."""
-    storage = storage_for(out, conn_id)
-    return [load_manifest(storage.read_bytes(info.uri), info.uri)
-            for info in storage.list(join_uri(out, CLIPS)) if info.uri.endswith(".json")]  # fmt: skip
+    return sealed_records(storage_for(out, conn_id), join_uri(out, CLIPS))
 
 
 def _one_manifest(listed: list[dict], recording: str) -> dict:

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timezone
 
 from vigil.errors import IntegrityError, ParameterError
-from vigil.store.manifest import load_manifest, manifest_bytes
+from vigil.store.manifest import load_manifest, manifest_bytes, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
@@ -66,12 +66,7 @@ def record_decision(out: str, recording: str, target: str, target_id: int, decis
 
 def load_decisions(out: str, conn_id: str | None = None) -> list[dict]:
     """Every decision under ``out``, oldest first; an altered record is an error naming it."""
-    storage = storage_for(out, conn_id)
-    records = [
-        load_manifest(storage.read_bytes(info.uri), info.uri)
-        for info in storage.list(join_uri(out, REVIEWS))
-        if info.uri.endswith(".json")
-    ]
+    records = sealed_records(storage_for(out, conn_id), join_uri(out, REVIEWS))
     return sorted(records, key=lambda r: (r["decided_at"], r["record_id"]))
 
 
