@@ -145,6 +145,24 @@ def _parser() -> argparse.ArgumentParser:
     clip.add_argument("--source-conn-id", default=None, help="Airflow connection id for an s3:// source")
     clip.set_defaults(func=_clip)
 
+    export_cvat = commands.add_parser("export-cvat", help="write a recording's tracks as CVAT for video 1.1 XML")
+    export_cvat.add_argument("out", metavar="OUTPUT_URI")
+    export_cvat.add_argument("recording", help="recording id (or its file-stem prefix)")
+    export_cvat.add_argument("--to", required=True, metavar="FILE.xml", help="file to write")
+    export_cvat.add_argument("--no-boxes", action="store_true", help="skeleton tracks only, no person_box tracks")
+    export_cvat.add_argument("--labels", default=None, metavar="FILE.json",
+                             help="also write the labels for CVAT's label constructor (Raw), to create the task with")  # fmt: skip
+    export_cvat.add_argument("--conn-id", default=None)
+    export_cvat.set_defaults(func=_export_cvat)
+
+    import_cvat = commands.add_parser("import-cvat", help="read corrections made in CVAT back as review decisions")
+    import_cvat.add_argument("out", metavar="OUTPUT_URI")
+    import_cvat.add_argument("recording", help="recording id (or its file-stem prefix)")
+    import_cvat.add_argument("file", metavar="FILE.xml", help="the task exported from CVAT as 'CVAT for video 1.1'")
+    import_cvat.add_argument("--reviewer", required=True, help="who made the corrections")
+    import_cvat.add_argument("--conn-id", default=None)
+    import_cvat.set_defaults(func=_import_cvat)
+
     concat = commands.add_parser("concat", help="build a long recording from copies of a short one (no re-encode)")
     concat.add_argument("source")
     concat.add_argument("target")
@@ -305,6 +323,30 @@ def _clip(args) -> int:
         raise ParameterError("--from and --to are recording times (HH:MM:SS, MM:SS or seconds), not wall-clock times")
     record = make_clip(args.out, args.recording, start, end, args.pad, args.conn_id, args.source_conn_id)
     print(json.dumps(record.to_dict(), indent=2))
+    return 0
+
+
+def _export_cvat(args) -> int:
+    from pathlib import Path
+
+    from vigil.review.cvat import labels_json
+    from vigil.review.cvat_sync import export_cvat
+
+    Path(args.to).write_bytes(export_cvat(args.out, args.recording, not args.no_boxes, args.conn_id))
+    if args.labels:
+        Path(args.labels).write_text(labels_json(not args.no_boxes))
+    print(Path(args.to).resolve())
+    return 0
+
+
+def _import_cvat(args) -> int:
+    from pathlib import Path
+
+    from vigil.review.cvat_sync import import_cvat
+
+    records = import_cvat(args.out, args.recording, Path(args.file).read_bytes(), args.reviewer, args.conn_id)
+    print(json.dumps(records, indent=2))
+    print(f"{len(records)} review decision(s) recorded", file=sys.stderr)
     return 0
 
 

@@ -14,7 +14,7 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-from vigil.errors import IntegrityError, ParameterError
+from vigil.errors import IntegrityError, ObjectNotFound, ParameterError
 from vigil.store.manifest import load_manifest, manifest_bytes, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
@@ -30,8 +30,12 @@ COLUMNS = ("recording_id", "target", "target_id", "decision", "note", "reviewer"
 
 
 def record_decision(out: str, recording: str, target: str, target_id: int, decision: str, note: str = "",
-                    reviewer: str = "", conn_id: str | None = None) -> dict:  # fmt: skip
-    """Check the target exists, hash the rows it refers to, and publish the decision."""
+                    reviewer: str = "", conn_id: str | None = None, extra: dict | None = None) -> dict:  # fmt: skip
+    """Check the target exists, hash the rows it refers to, and publish the decision.
+
+    A negative track id names a person the analysis did not find (one a reviewer added, e.g. in
+    CVAT): it has no rows. ``extra`` adds fields to the record (e.g. a CVAT import's attachment).
+    """
     from vigil.review import query
 
     if target not in TARGETS:
@@ -43,7 +47,7 @@ def record_decision(out: str, recording: str, target: str, target_id: int, decis
     con = query.connect(out, conn_id)
     recording_id = _one_recording(con, recording)
     rows = target_rows(con, recording_id, target, int(target_id))
-    if not rows:
+    if not rows and not (target == "track" and int(target_id) < 0):
         raise ParameterError(f"{recording_id} has no {target} {target_id} (see vigil query {target}s)")
     now = datetime.now(timezone.utc)
     record = {
@@ -57,6 +61,7 @@ def record_decision(out: str, recording: str, target: str, target_id: int, decis
         "reviewer": reviewer,
         "decided_at": now.isoformat(),
         "rows_sha256": rows_sha256(rows),
+        **{k: v for k, v in (extra or {}).items() if k not in COLUMNS and k != "format"},
     }
     uri = join_uri(out, REVIEWS, f"recording_id={recording_id}", f"{record['record_id']}.json")
     if not storage_for(out, conn_id).write_bytes(uri, manifest_bytes(record), if_absent=True):
@@ -67,6 +72,7 @@ def record_decision(out: str, recording: str, target: str, target_id: int, decis
 def load_decisions(out: str, conn_id: str | None = None) -> list[dict]:
     """Every decision under ``out``, oldest first; an altered record is an error naming it."""
     records = sealed_records(storage_for(out, conn_id), join_uri(out, REVIEWS))
+    records = [r for r in records if r.get("format") == RECORD_FORMAT]  # not the attachments beside them
     return sorted(records, key=lambda r: (r["decided_at"], r["record_id"]))
 
 
@@ -76,9 +82,19 @@ def verify_decisions(out: str, conn_id: str | None = None) -> list[str]:
     problems = []
     for info in storage.list(join_uri(out, REVIEWS)):
         try:
-            load_manifest(storage.read_bytes(info.uri), info.uri)
+            record = load_manifest(storage.read_bytes(info.uri), info.uri)
         except IntegrityError as exc:
             problems.append(str(exc))
+            continue
+        attachment = record.get("attachment") if record.get("format") == RECORD_FORMAT else None
+        if attachment:  # e.g. the corrected geometry of a CVAT import: must be the very bytes decided on
+            uri = join_uri(out, attachment["path"])
+            try:
+                actual = hashlib.sha256(storage.read_bytes(uri)).hexdigest()
+            except ObjectNotFound:
+                actual = "missing"
+            if actual != attachment["sha256"]:
+                problems.append(f"{uri}: attachment of {info.uri} is {actual}, the record says {attachment['sha256']}")
     return problems
 
 
