@@ -175,6 +175,7 @@ def _process(args) -> int:
     from vigil.orchestration import pipeline
     from vigil.config import ProcessParams, RunRequest
     from vigil.orchestration.finalize import RecordingsFailed, finalize
+    from vigil.orchestration.progress import ShardProgress
 
     request = RunRequest(
         sources=tuple(args.sources),
@@ -200,9 +201,9 @@ def _process(args) -> int:
     began = time.monotonic()
     planned = pipeline.plan_all(request, pipeline.discover(request))
     results = []
-    for i, task in enumerate(planned["shards"], 1):
-        results.append(pipeline.detect_shard(task))
-        logging.info("shard %d/%d done", i, len(planned["shards"]))
+    with ShardProgress(planned["shards"]) as progress:  # a bar on a terminal, log lines elsewhere
+        for task in planned["shards"]:
+            results.append(progress.done(task, pipeline.detect_shard(task)))
     try:
         summaries = finalize(results, planned["failed"])
     except RecordingsFailed as exc:
