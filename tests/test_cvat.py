@@ -157,12 +157,17 @@ def test_export_holds_every_track_as_a_skeleton_on_its_video_frames(exported):
     tracks = _json("query", "tracks", uri)
     assert tracks, "the sample footage has people in it"
     skeletons = {_track_of(t): t for t in root.iter("track") if t.get("label") == "person"}
+    analysed = [r["frame_index"] for r in _json("query", "sql", "SELECT frame_index FROM frames WHERE status = 'ok'", uri)]
     assert sorted(skeletons) == sorted(str(t["track_id"]) for t in tracks)
     for track in tracks:
-        rows = _json("query", "sql", f"SELECT frame_index, kp_x, kp_y, kp_conf FROM detections WHERE track_id = {track['track_id']}", uri)  # fmt: skip
+        sql = f"SELECT frame_index, kp_x, kp_y, kp_conf FROM detections WHERE track_id = {track['track_id']}"
+        rows = _json("query", "sql", sql, uri)
         shapes = {int(s.get("frame")): s for s in skeletons[str(track["track_id"])].iter("skeleton")}
         seen = {f for f, s in shapes.items() if any(p.get("outside") == "0" for p in s.iter("points"))}
         assert seen == {r["frame_index"] for r in rows}, "a keyframe on every frame the person was seen, and only there"
+        for frame in seen:  # the next analysed frame shows the person again, or ends the track there
+            later = min((f for f in analysed if f > frame), default=None)
+            assert later is None or later in seen or all(p.get("outside") == "1" for p in shapes[later].iter("points"))
         for row in rows:
             points = list(shapes[row["frame_index"]].iter("points"))
             assert [p.get("label") for p in points] == list(COCO_KEYPOINTS)

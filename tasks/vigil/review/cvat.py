@@ -18,6 +18,7 @@ This module only builds and reads the XML; ``cvat_import`` turns differences int
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -102,11 +103,10 @@ def analysis_tracks(con, recording_id: str) -> dict[int, TrackGeometry]:
         track.skeleton[int(frame)] = points
         track.boxes[int(frame)] = (_r(x1), _r(y1), _r(x2), _r(y2))
     for track in tracks.values():
-        seen = sorted(track.skeleton)
-        for frame in seen:
-            later = next((f for f in analysed if f > frame), None)
-            if later is not None and later not in track.skeleton:
-                track.skeleton[later] = track.boxes[later] = None
+        for frame in sorted(track.skeleton):
+            later = bisect.bisect_right(analysed, frame)  # the next analysed frame, seen or not
+            if later < len(analysed) and analysed[later] not in track.skeleton:
+                track.skeleton[analysed[later]] = track.boxes[analysed[later]] = None
     return tracks
 
 

@@ -104,14 +104,14 @@ def import_cvat(out: str, recording: str, data: bytes, reviewer: str, conn_id: s
         if decision:
             note = f"corrected in CVAT: {correction.summary()}" if correction else f"marked {decision} in CVAT"
             plans.append((track_id, decision, note, found if correction else None, correction))
-    added = [t for t in parsed.added] + [g for t, g in sorted(parsed.tracks.items()) if t < 0]
+    added = list(parsed.added) + [g for t, g in sorted(parsed.tracks.items()) if t < 0]
     taken = min([t for t in current if t < 0] + [0])
     for geometry in added:
         same = [t for t, r in current.items() if t < 0 and r.get("geometry_sha256") == _geometry_sha256(geometry)]
         track_id = same[0] if same else taken - 1
         taken = min(taken, track_id)
         frames = sorted(f for f, p in {**geometry.boxes, **geometry.skeleton}.items() if p is not None)
-        note = f"person added in CVAT: {len(frames)} keyframe(s), frames {frames[0]}–{frames[-1]}" if frames else "person added in CVAT"
+        note = "person added in CVAT" + (f": {len(frames)} keyframe(s), frames {frames[0]}–{frames[-1]}" if frames else "")
         plans.append((track_id, geometry.verdict or "uncertain", note, geometry, Correction()))
 
     storage = storage_for(out, conn_id)
