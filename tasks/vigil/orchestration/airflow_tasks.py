@@ -83,7 +83,7 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
     unknown = sorted(set(conf or {}) - declared)
     if unknown:
         raise ParameterError(f"unknown trigger parameters {unknown}; the known ones are {sorted(declared)}")
-    return RunRequest(
+    request = RunRequest(
         sources=tuple(params["sources"]),
         out=params["out"],
         params=ProcessParams(
@@ -104,6 +104,10 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
         force=bool(params.get("force")),
         blur_faces=bool(params.get("blur_faces")),
     )
+    from vigil.operator import operator_policy
+
+    operator_policy().check_trigger(request)  # connection and weights: the operator's choice, not the form's
+    return request
 
 
 def _fail_fast(exc: Exception):

@@ -17,6 +17,7 @@ from vigil import __version__
 from vigil.config import VIDEO_SUFFIXES, ProcessParams, RunRequest
 from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError
 from vigil.media.frames import keyframes_between
+from vigil.orchestration.expected import check_all_matched, expected_for
 from vigil.store.manifest import load_manifest
 from vigil.media.probe import RecordingProbe, probe
 from vigil.store.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, TABLES
@@ -45,6 +46,7 @@ def discover(request: RunRequest) -> list[ObjectInfo]:
             log.warning("no recordings (%s) under %s", ", ".join(VIDEO_SUFFIXES), source)
         for info in matches:
             found[info.uri] = info
+    check_all_matched(request, list(found.values()))  # an unused expected hash stops the run here
     return [found[uri] for uri in sorted(found)]
 
 
@@ -80,7 +82,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     info = storage.stat(info.uri)  # the exact version: size, ETag, version id, last-modified
     # One pass: the probe demuxes the whole recording front to back and the reader hashes it as it
     # goes (only a container index read out of order is read again).
-    expected = request.expected_sha256.get(info.uri)
+    expected = expected_for(request, info.uri)  # matched by canonical URI, not by spelling
     with storage.open(info.uri, etag=info.etag) as handle:
         reader = HashingReader(handle)
         try:
