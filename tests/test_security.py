@@ -221,3 +221,45 @@ def test_raw_sql_can_neither_read_files_nor_write_them(tmp_path):
         with pytest.raises(duckdb.Error):
             query.run_sql(con, sql)
     assert not target.exists()
+
+
+# ---------------------------------------------------------------- 10. one bad input fails alone
+
+
+def test_a_duplicate_and_an_impossible_date_fail_alone(tmp_path, footage, monkeypatch):
+    from vigil.orchestration import pipeline
+    from vigil.uri import file_uri
+
+    for folder, name in (("a", "cam_20240301_221500.mp4"), ("b", "cam_20240301_221500.mp4"), ("c", "cam_20240231_000000.mp4")):
+        (tmp_path / "drop" / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "drop" / folder / name).write_bytes(footage.read_bytes())
+    monkeypatch.setenv("VIGIL_FILENAME_START", r"(?P<Y>\d{4})(?P<m>\d\d)(?P<d>\d\d)_(?P<H>\d\d)(?P<M>\d\d)(?P<S>\d\d)")
+    request = RunRequest(sources=(file_uri(tmp_path / "drop"),), out=file_uri(tmp_path / "out"),
+                         params=ProcessParams(sample_fps=0.5, shard_seconds=60))  # fmt: skip
+    planned = pipeline.plan_all(request, pipeline.discover(request))
+    assert {s["source"]["uri"] for s in planned["shards"]} == {file_uri(tmp_path / "drop" / "a" / "cam_20240301_221500.mp4")}
+    reasons = {f["uri"].split("/drop/")[1]: f["error"] for f in planned["failed"]}
+    assert set(reasons) == {"b/cam_20240301_221500.mp4", "c/cam_20240231_000000.mp4"}
+    assert "same file name and content" in reasons["b/cam_20240301_221500.mp4"]
+    assert "no valid start time" in reasons["c/cam_20240231_000000.mp4"]
+
+
+# ---------------------------------------------------------------- 5 (timeouts). no hang blocks later nights
+
+
+def test_plan_and_finalize_time_out_and_a_nightly_run_ends_before_the_next_night():
+    from datetime import timedelta
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from conftest import ROOT
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    for dag_id in ("vigil_process", "vigil_nightly"):
+        dag = bag.dags[dag_id]
+        for task_id in ("plan", "finalize"):
+            timeout = dag.get_task(task_id).execution_timeout
+            assert timeout is not None and timeout <= timedelta(hours=2), (dag_id, task_id)
+    nightly = bag.dags["vigil_nightly"]
+    assert nightly.max_active_runs == 1
+    assert nightly.dagrun_timeout is not None and nightly.dagrun_timeout < timedelta(hours=24)

@@ -160,8 +160,11 @@ def start_from_name(uri: str) -> str | None:
         return None
     parts = {k: int(v) for k, v in found.groupdict().items() if v is not None}
     zone = os.environ.get("VIGIL_FILENAME_TZ", "+00:00")
-    stamp = datetime(parts["Y"], parts["m"], parts["d"], parts.get("H", 0), parts.get("M", 0), parts.get("S", 0))
-    return datetime.fromisoformat(stamp.isoformat() + zone).astimezone(timezone.utc).isoformat()
+    try:
+        stamp = datetime(parts["Y"], parts["m"], parts["d"], parts.get("H", 0), parts.get("M", 0), parts.get("S", 0))
+        return datetime.fromisoformat(stamp.isoformat() + zone).astimezone(timezone.utc).isoformat()
+    except (KeyError, ValueError) as exc:  # this recording fails alone, not the whole drop
+        raise RecordingError(uri, f"its file name gives no valid start time ({exc}); rename it or give recording_start") from exc
 
 
 def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int = MAX_SHARDS) -> dict:
@@ -171,9 +174,15 @@ def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int 
     a run whose recordings need more shards than that is refused, saying what to change.
     """
     shards, failed = [], []
+    first_with_id: dict[str, str] = {}  # recording_id -> the URI planned under it
     for info in recordings:
         try:
-            shards.extend(plan(info, request, max_shards))
+            planned = plan(info, request, max_shards)
+            first = first_with_id.setdefault(planned[0]["recording_id"], info.uri) if planned else info.uri
+            if first != info.uri:  # same name and content in two folders: one recording, analysed once
+                raise RecordingError(info.uri, f"same file name and content as {first}, analysed as "
+                                               f"{planned[0]['recording_id']}; not analysed twice")  # fmt: skip
+            shards.extend(planned)
         except InputError as exc:
             log.error("cannot process %s: %s", info.uri, exc)
             failed.append({"uri": info.uri, "error": str(exc)})
