@@ -73,8 +73,8 @@ def test_workers_use_a_least_privilege_user_on_a_loopback_store_with_locked_outp
     init = str(services["minio-init"]["entrypoint"])
     assert "mc mb --ignore-existing --with-lock local/vigil-results" in init
     assert "mc retention set --default GOVERNANCE" in init and "local/vigil-results" in init
-    assert "mc admin user add local $VIGIL_S3_ACCESS_KEY $VIGIL_S3_SECRET_KEY" in init
-    assert "mc admin policy attach local vigil-worker --user $VIGIL_S3_ACCESS_KEY" in init
+    assert "mc admin user add local $$VIGIL_S3_ACCESS_KEY $$VIGIL_S3_SECRET_KEY" in init
+    assert "mc admin policy attach local vigil-worker --user $$VIGIL_S3_ACCESS_KEY" in init
     policy = json.loads((ROOT / "docker" / "minio-vigil-policy.json").read_text())
     actions = {(a, r) for st in policy["Statement"] for a in st["Action"] for r in st["Resource"]}
     assert not any("*" in a for a, _ in actions), "no wildcard actions"
