@@ -11,7 +11,7 @@ import os
 
 from airflow.sdk import CronTriggerTimetable, dag
 
-from vigil.orchestration.airflow_tasks import process_graph, process_params
+from vigil.orchestration.airflow_tasks import NIGHTLY_RUN_TIMEOUT, process_graph, process_params
 
 
 @dag(
@@ -25,6 +25,7 @@ from vigil.orchestration.airflow_tasks import process_graph, process_params
     tags=["vigil"],
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=NIGHTLY_RUN_TIMEOUT,  # one hung run must not block every later night
 )
 def vigil_nightly():
     process_graph(unprocessed_only=True)

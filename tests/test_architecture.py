@@ -17,7 +17,7 @@ def _layer(module: str) -> str:
     parts = module.split(".")
     if parts[:1] != ["vigil"]:
         raise ValueError(module)
-    if len(parts) == 1 or parts[1].startswith("__") or parts[1] in ("errors", "faults", "uri", "config"):
+    if len(parts) == 1 or parts[1].startswith("__") or parts[1] in ("errors", "faults", "uri", "config", "operator"):
         return "foundation"
     if parts[1] == "cli":
         return "cli"

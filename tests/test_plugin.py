@@ -42,22 +42,132 @@ def test_page_needs_a_logged_in_user(processed, monkeypatch):
     assert client.get("/").status_code in (401, 403)
 
 
-def test_page_lists_recordings_with_timeline_and_report(processed, monkeypatch):
+def test_page_lists_recordings_with_timeline_and_report(processed, monkeypatch, viewer_app):
+    monkeypatch.setenv("VIGIL_OUTPUT_URI", processed)
+    client = viewer_app("VIEWER")
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "one-by-one-person-detection-a5964aa25909" in page.text
+    timeline = client.get("/recordings/one-by-one-person-detection-a5964aa25909/timeline.png")
+    assert timeline.status_code == 200 and timeline.content.startswith(b"\x89PNG")
+    report = client.get("/recordings/one-by-one-person-detection-a5964aa25909/report.html")
+    assert report.status_code == 200 and "<h2>Timeline</h2>" in report.text
+    assert client.get("/recordings/one-by-one-person-detection-a5964aa25909/../../etc/passwd").status_code == 404
+    assert client.get("/recordings/one-by-one-person-detection-a5964aa25909/manifest.json").status_code == 404
+
+
+# ---------------------------------------------------------------- security (issue #12, items 1, 4, 11)
+
+
+@pytest.fixture
+def viewer_app(airflow_db, monkeypatch):
+    """The page's app with Airflow's own auth manager deciding, for a user of a chosen role."""
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user
 
-    monkeypatch.setenv("VIGIL_OUTPUT_URI", processed)
+    create_auth_manager()
     app = _plugin().fastapi_apps[0]["app"]
-    app.dependency_overrides[get_user] = lambda: object()
-    try:
-        client = TestClient(app)
-        page = client.get("/")
-        assert page.status_code == 200
-        assert "one-by-one-person-detection-a5964aa25909" in page.text
-        timeline = client.get("/recordings/one-by-one-person-detection-a5964aa25909/timeline.png")
-        assert timeline.status_code == 200 and timeline.content.startswith(b"\x89PNG")
-        report = client.get("/recordings/one-by-one-person-detection-a5964aa25909/report.html")
-        assert report.status_code == 200 and "<h2>Timeline</h2>" in report.text
-        assert client.get("/recordings/one-by-one-person-detection-a5964aa25909/../../etc/passwd").status_code == 404
-        assert client.get("/recordings/one-by-one-person-detection-a5964aa25909/manifest.json").status_code == 404
-    finally:
-        app.dependency_overrides.clear()
+
+    def as_user(role: str | None) -> TestClient:
+        app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="someone", role=role)
+        return TestClient(app)
+
+    yield as_user
+    app.dependency_overrides.clear()
+
+
+def test_page_refuses_a_logged_in_user_without_access_to_the_dags(processed, viewer_app, monkeypatch):
+    monkeypatch.setenv("VIGIL_OUTPUT_URI", processed)
+    rid = "one-by-one-person-detection-a5964aa25909"
+    assert viewer_app(None).get("/").status_code == 403
+    assert viewer_app(None).get(f"/recordings/{rid}/timeline.png").status_code == 403
+    assert viewer_app("VIEWER").get(f"/recordings/{rid}/timeline.png").status_code == 200
+
+
+def _seal(folder, recording_id: str, manifest: dict) -> None:
+    from vigil.store.manifest import manifest_bytes
+
+    (folder / "manifests" / f"{recording_id}.json").write_bytes(manifest_bytes(manifest))
+
+
+@pytest.fixture
+def hostile(processed, tmp_path, monkeypatch):
+    """A copy of a real output, then changed by someone with write access to it."""
+    import hashlib
+    import json
+    import shutil
+
+    from vigil.uri import file_uri, parse_uri
+
+    root = tmp_path / "out"
+    shutil.copytree(parse_uri(processed).key, root)
+    monkeypatch.setenv("VIGIL_OUTPUT_URI", file_uri(root))
+    real = json.loads(next((root / "manifests").glob("*.json")).read_bytes())
+    report = root / real["artifacts"]["report.html"]["path"]
+    report.write_text("<script>fetch('/api/v2/connections')</script>")  # replaced, manifest unchanged
+    evil = "<script>alert(1)</script>"
+    (root / "review" / "evil").mkdir(parents=True)
+    (root / "review" / "evil" / "timeline.png").symlink_to("/etc/passwd")
+    (root / "review" / "evil-dir").symlink_to("/etc")
+    page = "<script>alert(2)</script>".encode()
+    (root / "review" / "evil" / "report.html").write_bytes(page)
+    passwd = hashlib.sha256(open("/etc/passwd", "rb").read()).hexdigest()
+    forged = {
+        **real, "recording_id": "forged", "warnings": [evil],
+        "source": {**real["source"], "uri": f"file:///x/{evil}.mp4"},
+        "totals": {**real["totals"], "tracks": '<img src=x onerror="alert(3)">'},
+        "artifacts": {
+            "timeline.png": {"path": "review/evil/timeline.png", "sha256": passwd},
+            "contact_sheet.jpg": {"path": "review/evil-dir/passwd", "sha256": passwd},
+            "event-001.jpg": {"path": "../../etc/passwd", "sha256": passwd},
+            "report.html": {"path": "review/evil/report.html", "sha256": hashlib.sha256(page).hexdigest()},
+        },
+    }  # fmt: skip
+    _seal(root, "forged", forged)
+    (root / "manifests" / "garbage.json").write_text("{not json")
+    _seal(root, "misshapen", {**real, "recording_id": "misshapen", "totals": "<b>not a dict</b>"})
+    return real["recording_id"]
+
+
+def test_page_escapes_a_hostile_manifest_and_reports_unreadable_ones(hostile, viewer_app):
+    client = viewer_app("VIEWER")
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "<script>alert" not in page.text and "onerror=\"alert" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "&lt;img src=x" in page.text
+    assert "garbage.json" in page.text and "misshapen.json" in page.text  # skipped and said so
+    assert hostile in page.text  # the intact recording is still listed
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "unsafe-inline" not in csp and "script-src" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_page_serves_only_bytes_that_match_the_manifest_and_never_follows_symlinks(hostile, viewer_app):
+    client = viewer_app("VIEWER")
+    replaced = client.get(f"/recordings/{hostile}/report.html")  # report swapped, manifest not
+    assert replaced.status_code == 409 and "<script>" not in replaced.text
+    for name in ("timeline.png", "contact_sheet.jpg", "event-001.jpg"):  # symlinks and '..' to /etc/passwd
+        served = client.get(f"/recordings/forged/{name}")
+        assert served.status_code in (404, 409) and "root:" not in served.text, name
+    timeline = client.get(f"/recordings/{hostile}/timeline.png")
+    assert timeline.status_code == 200 and timeline.content.startswith(b"\x89PNG")
+    assert timeline.headers["x-content-type-options"] == "nosniff"
+    assert "inline" in timeline.headers["content-disposition"]
+    # Both the report and its manifest rewritten: it matches, so it is served, but sandboxed and
+    # with no script allowed, so it cannot act with the viewer's Airflow session.
+    forged = client.get("/recordings/forged/report.html")
+    assert forged.status_code == 200
+    csp = forged.headers["content-security-policy"]
+    assert "sandbox" in csp and "default-src 'none'" in csp and "script-src" not in csp
+
+
+def test_page_reads_each_manifest_once_until_it_changes(hostile, viewer_app):
+    from vigil.orchestration.airflow_view import cache
+
+    client = viewer_app("VIEWER")
+    assert client.get("/").status_code == 200
+    before = cache.reads
+    assert client.get("/").status_code == 200
+    assert client.get(f"/recordings/{hostile}/timeline.png").status_code == 200
+    assert cache.reads == before  # nothing changed: nothing re-read

@@ -124,14 +124,9 @@ class RunRequest:
     def __post_init__(self) -> None:
         if not self.sources:
             raise ParameterError("give at least one source: a recording URI or a prefix holding recordings")
-        for uri in (*self.sources, self.out):
-            parsed = parse_uri(uri)
-            allowed = allowed_buckets()
-            if parsed.scheme == "s3" and allowed and parsed.bucket not in allowed:
-                raise ParameterError(
-                    f"bucket {parsed.bucket!r} of {uri!r} is not in VIGIL_ALLOWED_BUCKETS ({', '.join(sorted(allowed))}); "
-                    "use an allowed bucket or ask an administrator to add it"
-                )
+        from vigil.operator import operator_policy
+
+        operator_policy().check_request(self)  # every URI the run touches, against the operator's lists
         for uri, digest in self.expected_sha256.items():
             parse_uri(uri)
             if not _is_sha256(digest):

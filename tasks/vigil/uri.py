@@ -7,6 +7,8 @@ needs to take a URI apart or build one comes here (config, the storage backends,
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -14,6 +16,10 @@ from urllib.parse import quote, unquote, urlsplit
 from vigil.errors import ParameterError
 
 SCHEMES = ("file", "s3")
+# Characters left readable in a URI path; everything else (``%``, ``#``, ``?``, spaces, non-ASCII)
+# is percent-encoded, so that parse_uri(uri_of(key)) gives back exactly the key. Keeps Hive
+# partition names ("recording_id=…") readable and equal to join_uri()'s output.
+SAFE = "/=+@,:;-._~"
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,14 @@ def parse_uri(uri: str) -> ParsedUri:
         if not path.startswith("/"):
             raise ParameterError(f"file URIs must hold an absolute path, got {uri!r}")
         _refuse_dot_segments(uri, path)
-        return ParsedUri("file", "", path)
+        # The filesystem reads "a//b" and "a/b/" as "a/b": so does every comparison here.
+        path = re.sub(r"/{2,}", "/", path)
+        return ParsedUri("file", "", path.rstrip("/") or "/")
     if not parts.netloc:
         raise ParameterError(f"s3 URIs must name a bucket: s3://bucket/key, got {uri!r}")
-    key = unquote(parts.path.lstrip("/"))
+    # Exactly one "/" separates bucket and key: a key may itself begin with "/" (a different
+    # object from the same key without it), so only the separator is dropped.
+    key = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
     _refuse_dot_segments(uri, key)
     return ParsedUri("s3", parts.netloc, key)
 
@@ -62,9 +72,23 @@ def join_uri(base: str, *parts: str) -> str:
 
 
 def file_uri(path: str | os.PathLike) -> str:
-    """The file:// URI of a local path (made absolute)."""
-    # Keep Hive partition names ("recording_id=…") readable and equal to join_uri()'s output.
-    return "file://" + quote(str(Path(path).resolve()), safe="/=+@,:;-._~")
+    """The file:// URI of a local path (made absolute; symlinks are kept, not resolved, so a
+    listing's URIs stay under the folder that was listed)."""
+    return "file://" + quote(posixpath.normpath(os.path.abspath(Path(path))), safe=SAFE)
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    """The URI of an S3 object, its key percent-encoded so that parse_uri() returns it unchanged."""
+    return f"s3://{bucket}/" + quote(key, safe=SAFE)
+
+
+def normalise_uri(uri: str) -> str:
+    """The one canonical spelling of a storage URI: the same object always gives the same string
+    (``file:///a//b/`` and ``file:///a/b``; ``s3://b/cam 1.mp4`` and ``s3://b/cam%201.mp4``)."""
+    parsed = parse_uri(uri)
+    if parsed.scheme == "file":
+        return "file://" + quote(parsed.key, safe=SAFE)
+    return s3_uri(parsed.bucket, parsed.key)
 
 
 def is_within(uri: str, prefix_uri: str) -> bool:

@@ -18,6 +18,11 @@ DETECTIONS_ASSET = Asset(name="vigil_detections", uri="vigil://detections")
 GPU_QUEUE = os.environ.get("VIGIL_GPU_QUEUE", "gpu")  # Celery queue served by GPU workers
 GPU_POOL = os.environ.get("VIGIL_GPU_POOL", "gpu_shards")  # caps GPU shards running at once
 FAILED_KEY = "failed"
+# A hung plan or finalize (a stalled mount, a store that never answers) must fail, not hold its run
+# open: the nightly DAG runs one at a time, so one hang would block every later night.
+PLAN_TIMEOUT = timedelta(minutes=float(os.environ.get("VIGIL_PLAN_TIMEOUT_MINUTES", "120")))
+FINALIZE_TIMEOUT = timedelta(minutes=float(os.environ.get("VIGIL_FINALIZE_TIMEOUT_MINUTES", "60")))
+NIGHTLY_RUN_TIMEOUT = timedelta(hours=20)  # a night's run ends before the next one is due
 
 _URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?|file:///.*)$"
 
@@ -83,7 +88,7 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
     unknown = sorted(set(conf or {}) - declared)
     if unknown:
         raise ParameterError(f"unknown trigger parameters {unknown}; the known ones are {sorted(declared)}")
-    return RunRequest(
+    request = RunRequest(
         sources=tuple(params["sources"]),
         out=params["out"],
         params=ProcessParams(
@@ -104,6 +109,10 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
         force=bool(params.get("force")),
         blur_faces=bool(params.get("blur_faces")),
     )
+    from vigil.operator import operator_policy
+
+    operator_policy().check_trigger(request)  # connection and weights: the operator's choice, not the form's
+    return request
 
 
 def _fail_fast(exc: Exception):
@@ -117,7 +126,7 @@ def _fail_fast(exc: Exception):
     raise exc
 
 
-@task
+@task(execution_timeout=PLAN_TIMEOUT)
 def plan(unprocessed_only: bool = False, params: dict | None = None, dag=None, dag_run=None, ti=None) -> list[dict]:
     """Discover the recordings, fingerprint and probe each, and describe every shard.
 
@@ -175,7 +184,7 @@ def shards_for(shards: list[dict], device: str) -> list[dict]:
     return [s for s in shards if s["params"]["device"].split(":")[0] == device]
 
 
-@task(trigger_rule="all_done", outlets=[DETECTIONS_ASSET])
+@task(trigger_rule="all_done", outlets=[DETECTIONS_ASSET], execution_timeout=FINALIZE_TIMEOUT)
 def finalize(cpu_results, gpu_results, outlet_events=None, ti=None) -> list[dict]:
     """Write each complete recording's manifest; fail naming any recording that did not complete."""
     from vigil.orchestration import finalize as finalizing

@@ -17,6 +17,7 @@ from vigil import __version__
 from vigil.config import VIDEO_SUFFIXES, ProcessParams, RunRequest
 from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError
 from vigil.media.frames import keyframes_between
+from vigil.orchestration.expected import check_all_matched, expected_for
 from vigil.store.manifest import load_manifest
 from vigil.media.probe import RecordingProbe, probe
 from vigil.store.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, TABLES
@@ -45,6 +46,7 @@ def discover(request: RunRequest) -> list[ObjectInfo]:
             log.warning("no recordings (%s) under %s", ", ".join(VIDEO_SUFFIXES), source)
         for info in matches:
             found[info.uri] = info
+    check_all_matched(request, list(found.values()))  # an unused expected hash stops the run here
     return [found[uri] for uri in sorted(found)]
 
 
@@ -80,7 +82,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     info = storage.stat(info.uri)  # the exact version: size, ETag, version id, last-modified
     # One pass: the probe demuxes the whole recording front to back and the reader hashes it as it
     # goes (only a container index read out of order is read again).
-    expected = request.expected_sha256.get(info.uri)
+    expected = expected_for(request, info.uri)  # matched by canonical URI, not by spelling
     with storage.open(info.uri, etag=info.etag) as handle:
         reader = HashingReader(handle)
         try:
@@ -158,8 +160,11 @@ def start_from_name(uri: str) -> str | None:
         return None
     parts = {k: int(v) for k, v in found.groupdict().items() if v is not None}
     zone = os.environ.get("VIGIL_FILENAME_TZ", "+00:00")
-    stamp = datetime(parts["Y"], parts["m"], parts["d"], parts.get("H", 0), parts.get("M", 0), parts.get("S", 0))
-    return datetime.fromisoformat(stamp.isoformat() + zone).astimezone(timezone.utc).isoformat()
+    try:
+        stamp = datetime(parts["Y"], parts["m"], parts["d"], parts.get("H", 0), parts.get("M", 0), parts.get("S", 0))
+        return datetime.fromisoformat(stamp.isoformat() + zone).astimezone(timezone.utc).isoformat()
+    except (KeyError, ValueError) as exc:  # this recording fails alone, not the whole drop
+        raise RecordingError(uri, f"its file name gives no valid start time ({exc}); rename it or give recording_start") from exc
 
 
 def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int = MAX_SHARDS) -> dict:
@@ -169,9 +174,15 @@ def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int 
     a run whose recordings need more shards than that is refused, saying what to change.
     """
     shards, failed = [], []
+    first_with_id: dict[str, str] = {}  # recording_id -> the URI planned under it
     for info in recordings:
         try:
-            shards.extend(plan(info, request, max_shards))
+            planned = plan(info, request, max_shards)
+            first = first_with_id.setdefault(planned[0]["recording_id"], info.uri) if planned else info.uri
+            if first != info.uri:  # same name and content in two folders: one recording, analysed once
+                raise RecordingError(info.uri, f"same file name and content as {first}, analysed as "
+                                               f"{planned[0]['recording_id']}; not analysed twice")  # fmt: skip
+            shards.extend(planned)
         except InputError as exc:
             log.error("cannot process %s: %s", info.uri, exc)
             failed.append({"uri": info.uri, "error": str(exc)})

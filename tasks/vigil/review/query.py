@@ -23,6 +23,17 @@ from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
 
+# DuckDB settings for every connection vigil opens: the tables are registered from memory, so
+# nothing needs the file system or the network.
+LOCKED_DOWN = {
+    "enable_external_access": False,  # no read_csv('/etc/passwd'), COPY … TO, ATTACH, INSTALL
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "python_enable_replacements": False,  # FROM some_name never reaches a Python variable
+}
+
+
 @dataclass(frozen=True)
 class Result:
     columns: list[str]
@@ -44,7 +55,7 @@ def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views ``detections``, ``frames`` and ``recordings``."""
     storage = storage_for(out, conn_id)
     listed = manifests(out, conn_id)
-    con = duckdb.connect()
+    con = duckdb.connect(config=LOCKED_DOWN)
     for table in ALL_TABLES:
         parts = [
             pq.read_table(io.BytesIO(storage.read_bytes(uri)), schema=SCHEMAS[table])
@@ -81,6 +92,9 @@ def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
     from vigil.review.decisions import load_decisions, register
 
     register(con, load_decisions(out, conn_id))  # beside the analysis, never inside it
+    # Raw SQL (`vigil query sql`) sees the registered tables and nothing else: no files, no
+    # extensions, no Python variables, and no way to switch that back on.
+    con.execute("SET lock_configuration = true")
     return con
 
 

@@ -1,22 +1,52 @@
-"""One self-contained HTML page per recording (images inlined): it opens offline, anywhere."""
+"""One self-contained HTML page per recording (images inlined): it opens offline, anywhere.
+
+Every value is escaped: manifest fields and table cells come from files anyone with write access
+to the output could have shaped. Only the markup this module builds itself (``Markup``) is
+inserted as is. The page needs no script; its one style block is ``STYLE``, whose hash the UI
+puts in its Content-Security-Policy.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 
 from vigil.review.render import CONTACT_SHEET_LIMIT, timecode
 
 
-def _img(data: bytes | None, mime: str, alt: str) -> str:
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1280px; }
+h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; } dt { color: #666; }
+code, dd { font-family: ui-monospace, monospace; font-size: 12px; } img { max-width: 100%; }
+td img { width: 320px; } .none { color: #888; } .warn { color: #a60; }
+"""
+
+
+def csp_hash(text: str) -> str:
+    """A CSP source expression allowing exactly this inline block (``'sha256-…'``)."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+class Markup(str):
+    """HTML this module built itself from escaped parts; everything else is escaped on the way in."""
+
+
+def _e(value) -> str:
+    return html.escape(str(value if value is not None else ""), quote=True)
+
+
+def _img(data: bytes | None, mime: str, alt: str) -> Markup:
     if not data:
-        return f"<p class=none>({html.escape(alt)}: nothing to show)</p>"
-    return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{base64.b64encode(data).decode()}">'
+        return Markup(f"<p class=none>({_e(alt)}: nothing to show)</p>")
+    return Markup(f'<img alt="{_e(alt)}" src="data:{mime};base64,{base64.b64encode(data).decode()}">')
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c if str(c).startswith('<') else html.escape(str(c))}</td>" for c in row) + "</tr>"
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, Markup) else _e(c)}</td>" for c in row) + "</tr>"
                    for row in rows)  # fmt: skip
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body or '<tr><td colspan=9>none</td></tr>'}</tbody></table>"
 
@@ -35,27 +65,21 @@ def report_html(manifest: dict, presence: list[dict], events: list[dict], tracks
                   for e, thumb in zip(events, thumbnails)]  # fmt: skip
     track_rows = [[t["track_id"], timecode(t["first_s"]), timecode(t["last_s"]), t["frames"],
                    f"{t['mean_confidence']:.2f}", timecode(t["best_pts_s"])] for t in tracks]  # fmt: skip
-    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in manifest.get("warnings", []))
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in manifest.get("warnings", []))
+    params, model = manifest["params"], manifest["model"]
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>vigil report — {html.escape(manifest['recording_id'])}</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1280px; }}
-h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin-top: 28px; border-bottom: 1px solid #ccc; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }}
-dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 16px; }} dt {{ color: #666; }}
-code, dd {{ font-family: ui-monospace, monospace; font-size: 12px; }} img {{ max-width: 100%; }}
-td img {{ width: 320px; }} .none {{ color: #888; }} .warn {{ color: #a60; }}
-</style></head><body>
-<h1>vigil — {html.escape(manifest['recording_id'])}</h1>
+<html lang="en"><head><meta charset="utf-8"><title>vigil report — {_e(manifest['recording_id'])}</title>
+<style>{STYLE}</style></head><body>
+<h1>vigil — {_e(manifest['recording_id'])}</h1>
 <dl>
-<dt>source</dt><dd>{html.escape(source['uri'])}</dd>
-<dt>SHA-256</dt><dd>{source['sha256']}</dd>
-<dt>size / ETag / version</dt><dd>{source['size']} bytes / {source.get('etag') or '—'} / {source.get('version_id') or '—'}</dd>
-<dt>duration</dt><dd>{timecode(manifest['duration_s'])} ({manifest['frame_count']} frames)</dd>
-<dt>recording start</dt><dd>{html.escape(str(manifest.get('recording_start') or 'unknown'))}</dd>
-<dt>sampling</dt><dd>{manifest['params']['sample_fps']} frames/s, shards of {manifest['params']['shard_seconds']} s</dd>
-<dt>model</dt><dd>{html.escape(manifest['model']['name'])} {manifest['model']['sha256']}</dd>
-<dt>runtime</dt><dd>{html.escape(manifest['runtime'])}; vigil {html.escape(manifest['vigil_version'])}</dd>
+<dt>source</dt><dd>{_e(source['uri'])}</dd>
+<dt>SHA-256</dt><dd>{_e(source['sha256'])}</dd>
+<dt>size / ETag / version</dt><dd>{_e(source['size'])} bytes / {_e(source.get('etag') or '—')} / {_e(source.get('version_id') or '—')}</dd>
+<dt>duration</dt><dd>{_e(timecode(manifest['duration_s']))} ({_e(manifest['frame_count'])} frames)</dd>
+<dt>recording start</dt><dd>{_e(manifest.get('recording_start') or 'unknown')}</dd>
+<dt>sampling</dt><dd>{_e(params['sample_fps'])} frames/s, shards of {_e(params['shard_seconds'])} s</dd>
+<dt>model</dt><dd>{_e(model['name'])} {_e(model['sha256'])}</dd>
+<dt>runtime</dt><dd>{_e(manifest['runtime'])}; vigil {_e(manifest['vigil_version'])}</dd>
 <dt>faces</dt><dd>{'blurred in these pictures (not in the data)' if blurred else 'not blurred'}</dd>
 </dl>
 {f'<ul class=warn>{warnings}</ul>' if warnings else ''}

@@ -1,17 +1,31 @@
-"""``file://`` storage: a local (or mounted) filesystem, published atomically by rename."""
+"""``file://`` storage: a local (or mounted) filesystem, published atomically by rename.
+
+A listing never leaves the folder listed: a symlink whose target lies outside it is skipped and
+logged (one planted in a drop folder must not make vigil read any file the worker can). A file
+has no ETag, so ``stat`` gives one made of (size, mtime_ns, inode): a file replaced between
+planning and analysis — even by one of the same size — no longer matches, and ``open`` refuses it.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from vigil.errors import ObjectNotFound
+from vigil.errors import IntegrityError, ObjectNotFound
 from vigil.faults import checkpoint
 from vigil.store.storage import ObjectInfo
-from vigil.uri import file_uri, parse_uri
+from vigil.uri import file_uri, is_within, normalise_uri, parse_uri
+
+log = logging.getLogger(__name__)
+
+
+def file_etag(st: os.stat_result) -> str:
+    """What pins a local file's version: size, modification time (ns) and inode."""
+    return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
 
 
 class FileStorage:
@@ -23,13 +37,18 @@ class FileStorage:
             return [self.stat(prefix_uri)]
         if not root.is_dir():
             return []
+        real_root = "file://" + os.path.realpath(root)
         found = []
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, dirnames, filenames in os.walk(root):  # symlinked folders are not entered
             dirnames.sort()
             for name in sorted(filenames):
                 if name.startswith(".") and ".tmp-" in name:
                     continue  # another writer's unpublished file
-                found.append(self.stat(file_uri(Path(dirpath) / name)))
+                path = Path(dirpath) / name
+                if path.is_symlink() and not is_within("file://" + os.path.realpath(path), real_root):
+                    log.warning("skipped %s: a symlink to %s, outside %s", path, os.path.realpath(path), root)
+                    continue
+                found.append(self.stat(file_uri(path)))
         return found
 
     def stat(self, uri: str) -> ObjectInfo:
@@ -41,13 +60,19 @@ class FileStorage:
         if not path.is_file():
             raise ObjectNotFound(f"{uri}: not a regular file")
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat()
-        return ObjectInfo(uri=uri, size=st.st_size, last_modified=modified)
+        return ObjectInfo(uri=normalise_uri(uri), size=st.st_size, etag=file_etag(st), last_modified=modified)
 
     def open(self, uri: str, etag: str | None = None) -> BinaryIO:
+        """The file for reading; with ``etag`` (from ``stat``) only if it is still that version."""
         try:
-            return open(parse_uri(uri).key, "rb")
+            handle = open(parse_uri(uri).key, "rb")
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"{uri}: no such file") from exc
+        if etag and file_etag(os.fstat(handle.fileno())) != etag:
+            now = file_etag(os.fstat(handle.fileno()))
+            handle.close()
+            raise IntegrityError(f"{uri}: the file changed since it was hashed (size-mtime-inode {etag} -> {now}); trigger the run again")
+        return handle
 
     def read_bytes(self, uri: str) -> bytes:
         with self.open(uri) as handle:

