@@ -137,29 +137,76 @@ def ground_truth(con, rec1: str, rec2: str, camera: Camera = SECOND) -> dict[int
 
 
 def evaluate(out: str, rec1: str, rec2: str) -> dict:
-    """Rank of each camera-1 track's true match among camera-2 tracks; top-1, top-3 and chance."""
+    """Both directions: for each track with a true match in the other camera, the rank of that
+    match among the other camera's tracks, as ``vigil query similar`` orders them."""
     from vigil.review import query
     from vigil.review.similar import similar
 
     con = query.connect(out)
     truth = ground_truth(con, rec1, rec2)
-    candidates = {r[0] for r in con.execute("SELECT track_id FROM track_appearance WHERE recording_id = ?", [rec2]).fetchall()}
-    ranks = {}
-    for t1, t2 in sorted(truth.items()):
-        ranked = [row for row in similar(con, rec1, t1, top=None).rows if row[0] == rec2]
-        order = [row[1] for row in ranked]
-        ranks[t1] = order.index(t2) + 1 if t2 in order else None
-    n = len(candidates)
-    found = [r for r in ranks.values() if r is not None]
+    pairs = [(rec1, t1, rec2, t2) for t1, t2 in truth.items()] + [(rec2, t2, rec1, t1) for t1, t2 in truth.items()]
+    ranks, margins = [], []
+    for rec, track, other, match in sorted(pairs):
+        ranked = [(row[1], row[2]) for row in similar(con, rec, track, top=None).rows if row[0] == other]
+        order = [tid for tid, _ in ranked]
+        ranks.append(order.index(match) + 1 if match in order else None)
+        true_sim = dict(ranked).get(match)
+        wrong = [sim for tid, sim in ranked if tid != match]
+        if true_sim is not None and wrong:
+            margins.append(round(true_sim - max(wrong), 4))
+    return _summary(ranks, margins, con, rec1, rec2) | {"truth": truth}
+
+
+def evaluate_other_moments(out: str, rec1: str, rec2: str) -> dict:
+    """A harder variant: camera 1's descriptors from the first half of each track only, camera 2's
+    from the second half, so the two never describe the same instant (pose and place differ)."""
+    from vigil.analysis.appearance import choose_views, describe_tracks
+    from vigil.model.appearance import load_encoder
+    from vigil.review import query
+    from vigil.review.artifacts import source_fetcher
+
+    con = query.connect(out)
+    truth = ground_truth(con, rec1, rec2)
+    encoder = load_encoder()
+    manifests = {m["recording_id"]: m for m in query.manifests(out)}
+    described = {}
+    for rec, half in ((rec1, 0), (rec2, 1)):
+        def rows(table):
+            return con.execute(f"SELECT * FROM {table} WHERE recording_id = ?", [rec]).to_arrow_table()
+
+        tracks = rows("tracks")
+        points = rows("track_points")
+        spans = {t["track_id"]: (t["first_s"] + t["last_s"]) / 2 for t in tracks.to_pylist()}
+        views = choose_views(tracks, rows("detections"), points, per_track=50)
+        views = {tid: [v for v in vs if (v.pts_s < spans[tid]) == (half == 0)][:5] for tid, vs in views.items()}
+        fetch = source_fetcher(manifests[rec]["source"], manifests[rec]["probe"], None)
+        table = describe_tracks(rec, views, fetch, encoder.describe, encoder.method_version)
+        described[rec] = {tid: np.array(d) for tid, d in zip(table["track_id"].to_pylist(), table["descriptor"].to_pylist())}
+    ranks, margins = [], []
+    pairs = [(rec1, t1, rec2, t2) for t1, t2 in truth.items()] + [(rec2, t2, rec1, t1) for t1, t2 in truth.items()]
+    for rec, track, other, match in pairs:
+        if track not in described[rec] or match not in described[other]:
+            ranks.append(None)
+            continue
+        sims = {tid: float(described[rec][track] @ d) for tid, d in described[other].items()}
+        order = sorted(sims, key=lambda tid: -sims[tid])
+        ranks.append(order.index(match) + 1)
+        margins.append(round(sims[match] - max(s for tid, s in sims.items() if tid != match), 4))
+    return _summary(ranks, margins, con, rec1, rec2)
+
+
+def _summary(ranks: list, margins: list, con, rec1: str, rec2: str) -> dict:
+    sizes = [con.execute("SELECT count(*) FROM track_appearance WHERE recording_id = ?", [r]).fetchone()[0] for r in (rec1, rec2)]
+    found = [r for r in ranks if r is not None]
     return {
         "queries": len(ranks),
-        "camera2_tracks": n,
-        "top1": sum(r == 1 for r in found) / len(ranks) if ranks else None,
-        "top3": sum(r <= 3 for r in found) / len(ranks) if ranks else None,
-        "chance_top1": 1 / n if n else None,
-        "chance_top3": min(3, n) / n if n else None,
+        "tracks_per_camera": sizes,
+        "top1": round(sum(r == 1 for r in found) / len(ranks), 3) if ranks else None,
+        "top3": round(sum(r <= 3 for r in found) / len(ranks), 3) if ranks else None,
+        "chance_top1": round(1 / min(sizes), 3) if min(sizes) else None,
+        "chance_top3": round(min(3, min(sizes)) / min(sizes), 3) if min(sizes) else None,
         "ranks": ranks,
-        "truth": truth,
+        "margins": margins,  # true match's similarity minus the best wrong one's (> 0: ranked first)
     }
 
 
@@ -195,7 +242,7 @@ def main() -> int:
     shutil.rmtree(args.work, ignore_errors=True)
     began = time.monotonic()
     out, rec1, rec2 = build_and_process(args.work, args.seconds, args.sample_fps)
-    result = evaluate(out, rec1, rec2)
+    result = {"same_instants": evaluate(out, rec1, rec2), "other_moments": evaluate_other_moments(out, rec1, rec2)}
     result.update(seconds=args.seconds, sample_fps=args.sample_fps, wall_s=round(time.monotonic() - began, 1),
                   cpu=_cpu(), python=platform.python_version())  # fmt: skip
     print(json.dumps(result, indent=1, default=str))
