@@ -100,6 +100,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--conn-id", default=None)
         sub.set_defaults(func=_query, kind=name)
 
+    similar = kinds.add_parser("similar", help="tracks that look like one track, in every recording (a lead, not an identification)")
+    similar.add_argument("out", metavar="OUTPUT_URI")
+    similar.add_argument("recording", help="recording id (or its file-stem prefix)")
+    similar.add_argument("--track", type=int, required=True, help="track id (vigil query tracks)")
+    similar.add_argument("--top", type=int, default=10, help="how many to list (default 10)")
+    similar.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    similar.add_argument("--conn-id", default=None)
+    similar.set_defaults(func=_query, kind="similar")
+
     report = commands.add_parser("report", help="write one self-contained HTML page for a recording")
     report.add_argument("recording", help="recording id (or its file-stem prefix)")
     report.add_argument("out", metavar="OUTPUT_URI")
@@ -239,6 +248,10 @@ def _query(args) -> int:
         result = query.run_sql(con, args.sql)
     elif args.kind == "reviews":
         result = query.reviews(con, query.Window(args.recording), args.current)
+    elif args.kind == "similar":
+        from vigil.review.similar import similar
+
+        result = similar(con, args.recording, args.track, args.top)
     elif args.kind == "recordings":
         result = query.run_sql(con, "SELECT * FROM recordings ORDER BY recording_id")
     else:

@@ -134,6 +134,11 @@ def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) ->
     described = RecordingProbe.from_dict(task["probe"])
     out = storage_for(task["out"], task.get("out_conn_id"))
     derived_files, derived_tables, read = _publish_derived(out, recording_id, shard_results, task, params)
+    from vigil.orchestration.appearance import publish_appearance  # "find this person": descriptors per track
+
+    appearance, appearance_warnings = publish_appearance(out, recording_id, derived_tables, read,
+                                                         derived_files["tracks"], task, params)  # fmt: skip
+    derived_files.update(appearance)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "recording_id": recording_id,
@@ -142,7 +147,7 @@ def _write_manifest(recording_id: str, shard_results: list[dict], task: dict) ->
         "duration_s": float(described.duration),
         "frame_count": described.frame_count,
         "probe": task["probe"],  # the stream's timing: enough to find any frame again (vigil report)
-        "warnings": described.warnings,
+        "warnings": [*described.warnings, *appearance_warnings],
         "params": task["params"],
         "params_fingerprint": params.fingerprint(),
         "model": shard_results[0]["model"],

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from vigil.errors import IntegrityError
-from vigil.store.schema import ALL_TABLES, MANIFESTS, TABLES
+from vigil.store.schema import ALL_TABLES, DERIVED_TABLES, MANIFESTS, TABLES
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
 
@@ -45,6 +45,8 @@ def file_uris(manifest: dict, out: str, table: str) -> list[str]:
     """The URIs of one table's files listed by a manifest, resolved against where the output is now."""
     if table in manifest.get("derived", {}):
         return [join_uri(out, manifest["derived"][table]["path"])]
+    if table in DERIVED_TABLES:
+        return []  # a derived table this recording lacks (track_appearance when frames were unreadable)
     return [join_uri(out, shard["files"][table]["path"]) for shard in sorted(manifest["shards"], key=lambda s: s["index"])]
 
 

@@ -68,7 +68,8 @@ TRACK_POINTS = "track_points"
 TRACKS = "tracks"
 PRESENCE = "presence"
 POSE_EVENTS = "pose_events"
-DERIVED_TABLES = (TRACK_POINTS, TRACKS, PRESENCE, POSE_EVENTS)
+TRACK_APPEARANCE = "track_appearance"  # optional: absent when the source frames could not be read
+DERIVED_TABLES = (TRACK_POINTS, TRACKS, PRESENCE, POSE_EVENTS, TRACK_APPEARANCE)
 ALL_TABLES = TABLES + DERIVED_TABLES
 
 _utc = pa.timestamp("us", tz="UTC")
@@ -133,6 +134,17 @@ POSE_EVENTS_SCHEMA = pa.schema(
     ]
 )
 
+TRACK_APPEARANCE_SCHEMA = pa.schema(
+    [
+        pa.field("recording_id", pa.string(), nullable=False),
+        pa.field("track_id", pa.int64(), nullable=False),
+        pa.field("method_version", pa.string(), nullable=False),
+        pa.field("dims", pa.int32(), nullable=False),
+        pa.field("descriptor", pa.list_(pa.float32()), nullable=False),
+        pa.field("view_frames", pa.list_(pa.int64()), nullable=False),
+    ]
+)
+
 SCHEMAS = {
     DETECTIONS: DETECTIONS_SCHEMA,
     FRAMES: FRAMES_SCHEMA,
@@ -140,6 +152,7 @@ SCHEMAS = {
     TRACKS: TRACKS_SCHEMA,
     PRESENCE: PRESENCE_SCHEMA,
     POSE_EVENTS: POSE_EVENTS_SCHEMA,
+    TRACK_APPEARANCE: TRACK_APPEARANCE_SCHEMA,
 }
 
 # What each column means: rendered into the README's schema table (see tests/test_schema.py).
@@ -184,6 +197,10 @@ DESCRIPTIONS = {
     "score": "mean rule score over the event's frames, 0–1",
     "rule_version": "version of the posture rules that produced the event",
     "inherits_from": "for a 'static' frame (gating on), the frame_index of the analysed frame whose detections it inherits; else null",
+    "method_version": "how the descriptor was made: feature layers, pooling, crop size, and the weights (name@SHA-256 prefix); compare only equal versions",
+    "dims": "length of the descriptor",
+    "descriptor": "whole-body appearance descriptor (unit length; cosine similarity = dot product); never a face",
+    "view_frames": "frame_index of each view averaged into the descriptor (the best view and up to 4 more)",
     "status": "'ok': decoded and analysed; 'undecodable': the recording has frames here but none decoded; 'no_frame': the recording has no frame in this sampling interval; 'static': decoded but unchanged since an analysed frame, not analysed itself (see inherits_from)",
 }
 
