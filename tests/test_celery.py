@@ -191,7 +191,8 @@ def cluster(tmp_path_factory, s3_endpoint):
     if not (_reachable(5432) and _reachable(6379)):
         pytest.skip("PostgreSQL and Redis must run on 127.0.0.1 (bash .ci/run starts them)")
     home = tmp_path_factory.mktemp("celery-airflow")
-    s3_env = {f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": os.environ[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"]}
+    s3_env = {f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": os.environ[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"],
+              "VIGIL_ALLOWED_CONN_IDS": S3_CONN_ID}  # the operator allows trigger users to name it
     cluster = Cluster(home, s3_env)
     try:
         # Once armed (the flag file exists), worker-a stops inside a shard, to be killed there.

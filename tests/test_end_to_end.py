@@ -144,7 +144,8 @@ def test_query_answers_presence_and_counts(file_run):
     assert {row[2] for row in window.rows} <= {30.0, 30.5, 31.0, 31.5} and window.rows
 
 
-def test_process_dag_on_s3_matches_file_storage(file_run, s3_storage, footage):
+def test_process_dag_on_s3_matches_file_storage(file_run, s3_storage, footage, monkeypatch):
+    monkeypatch.setenv("VIGIL_ALLOWED_CONN_IDS", S3_CONN_ID)  # the operator allows the trigger to name it
     bucket_in, bucket_out = s3_storage.buckets["source"], s3_storage.buckets["out"]
     s3_storage.write_bytes(f"s3://{bucket_in}/drops/2024-03/corridor.mp4", footage.read_bytes())
     out = f"s3://{bucket_out}/vigil"
