@@ -71,6 +71,10 @@ def test_every_recording_gets_a_lane_and_unknown_starts_their_own_axis(case):
     assert set(lanes) == {"corridor.mp4", "sideways.mp4"}
     assert lanes["corridor.mp4"]["start"] == 1709330400000 and lanes["sideways.mp4"]["start"] is None
     assert lanes["corridor.mp4"]["presence"] and lanes["sideways.mp4"]["events"]
+    data = _data(page)
+    event = lanes["sideways.mp4"]["events"][0]
+    ranked = data["similar"][f"{lanes['sideways.mp4']['id']}/{event[2]}"]
+    assert ranked and {r[0] for r in ranked} <= {lane["id"] for lane in lanes.values()}
 
 
 def test_events_carry_their_picture_and_a_clip_that_verifies(case):
@@ -107,6 +111,7 @@ def test_clicking_an_event_shows_its_picture_and_clip_in_chromium(case, tmp_path
     dom = subprocess.run([*args, "--virtual-time-budget=5000", "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     assert "<title>ready: " in dom, "the page's script ran under its CSP"
     assert re.search(r'<img alt="lying" src="data:image/jpeg', dom) and "<video controls" in dom
+    assert 'id="find-person"' in dom, "a track with an appearance descriptor offers 'find this person'"
     shot = tmp_path / "case.png"
     subprocess.run([*args, f"--screenshot={shot}", url], capture_output=True, timeout=120)
     assert shot.stat().st_size > 20_000

@@ -55,7 +55,23 @@ def case_data(out: str, conn_id: str | None = None) -> dict:
                         _clip_for(clips, rid, a, min(b, manifest["duration_s"]))]
                        for n, p, t, a, b, sc, rv in events],  # fmt: skip
         })  # fmt: skip
-    return {"out": out, "lanes": lanes}
+    return {"out": out, "lanes": lanes, "similar": _similar_tracks(con, lanes)}
+
+
+def _similar_tracks(con, lanes: list[dict], top: int = 5) -> dict[str, list]:
+    """For each track with an event: the ``top`` tracks that look most like it (find this person)."""
+    from vigil.errors import ParameterError
+    from vigil.review.similar import similar
+
+    found = {}
+    for lane in lanes:
+        for track in sorted({e[2] for e in lane["events"] if e[2] is not None}):
+            try:
+                ranked = similar(con, lane["id"], int(track), top)
+            except ParameterError:  # no descriptor (older output, unreadable source at finalize)
+                continue
+            found[f"{lane['id']}/{track}"] = [[r[0], r[1], r[2], round(r[3], 1)] for r in ranked.rows]
+    return found
 
 
 def thumbnails(out: str, data: dict, conn_id: str | None = None, limit: int = THUMBNAIL_LIMIT) -> dict[str, str]:

@@ -119,6 +119,16 @@ PAGE_SCRIPT = r"""
     fact('track', track); fact('from', hms(a) + (wall ? '  (' + new Date(lane.start + a * 1000).toISOString() + ')' : ''));
     fact('to', hms(b)); fact('score', score); fact('review', review || 'not reviewed');
     fact('clip', clip ? clip[0] + '  sha256 ' + clip[1] : 'none yet: vigil clip OUT ' + lane.id + ' --from ' + hms(a) + ' --to ' + hms(b));
+    const looksLike = (data.similar || {})[lane.id + '/' + track];
+    if (looksLike) {
+      const button = el('button', 'Find this person', facts.parentNode); button.id = 'find-person';
+      button.addEventListener('click', () => {
+        const list = el('ol', undefined, facts.parentNode); list.id = 'similar';
+        el('p', 'Tracks that look most alike (whole-body appearance, never faces): a lead to check by eye, not an identification.', facts.parentNode).className = 'none';
+        for (const [rid, tid, sim, first] of looksLike) el('li', rid + '  track ' + tid + '  from ' + hms(first) + '  similarity ' + sim, list);
+        button.disabled = true;
+      });
+    }
   }
 })();
 """
