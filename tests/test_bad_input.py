@@ -33,17 +33,17 @@ def _process(path, out, sample_fps=1.0, shard_seconds=30):
 def test_truncated_recording_is_analysed_as_far_as_it_goes_and_says_so(tmp_path, footage):
     failed, manifest, frames = _process(corpus.truncated(footage, tmp_path / "cut.mp4"), tmp_path / "out")
     assert failed is None
-    assert 60 < manifest["duration_s"] < 70  # the readable half of 139.4 s
-    assert any("truncated" in w for w in manifest["warnings"])
-    assert manifest["coverage"] == [[0.0, manifest["duration_s"], "ok"]]
+    assert 60 < manifest.duration_s < 70  # the readable half of 139.4 s
+    assert any("truncated" in w for w in manifest.warnings)
+    assert manifest.coverage == [[0.0, manifest.duration_s, "ok"]]
 
 
 def test_corrupted_middle_is_recorded_as_undecodable_and_the_rest_analysed(tmp_path, footage):
     failed, manifest, frames = _process(corpus.corrupted_middle(footage, tmp_path / "bad.mp4"), tmp_path / "out")
     assert failed is None
-    statuses = [status for *_, status in manifest["coverage"]]
-    assert statuses == ["ok", "undecodable", "ok"], manifest["coverage"]
-    bad_start, bad_end, _ = manifest["coverage"][1]
+    statuses = [status for *_, status in manifest.coverage]
+    assert statuses == ["ok", "undecodable", "ok"], manifest.coverage
+    bad_start, bad_end, _ = manifest.coverage[1]
     assert 0 < bad_end - bad_start < 20
     undecodable = [f for f in frames if f[2] == "undecodable"]
     assert undecodable and all(f[1] is None for f in undecodable)
@@ -58,13 +58,13 @@ def test_variable_frame_rate_uses_timestamps_and_marks_the_recorder_gap(tmp_path
     assert ok[4:7] == [(7.0, 20), (7.5, 22), (8.0, 24)]  # 4 fps after the gap: timestamps, not index / fps
     gap = [pts for pts, _, status in frames if status == "no_frame"]
     assert gap == [2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5]
-    assert [c[2] for c in manifest["coverage"]] == ["ok", "no_frame", "ok"]
+    assert [c[2] for c in manifest.coverage] == ["ok", "no_frame", "ok"]
 
 
 def test_rotation_metadata_is_recorded(tmp_path, footage):
     failed, manifest, frames = _process(corpus.rotated(footage, tmp_path / "rot.mp4"), tmp_path / "out")
     assert failed is None
-    assert any("rotation 90" in w for w in manifest["warnings"])
+    assert any("rotation 90" in w for w in manifest.warnings)
     assert [f[2] for f in frames] == ["ok", "ok"]
 
 

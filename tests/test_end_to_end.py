@@ -68,8 +68,11 @@ def test_manifest_lists_every_shard_file_with_its_hash(file_run):
     from vigil.store.file_backend import FileStorage
     from vigil.uri import join_uri
 
+    from vigil.store.layout import manifest_uris
+
     storage = FileStorage()
-    manifest_uri = join_uri(file_run["out"], "manifests", f"corridor-{FOOTAGE_SHA256[:12]}.json")
+    (manifest_uri,) = manifest_uris(storage, file_run["out"])
+    assert manifest_uri.rsplit("/", 1)[1].startswith(f"corridor-{FOOTAGE_SHA256[:12]}.")
     manifest = json.loads(storage.read_bytes(manifest_uri))
     assert manifest["source"]["sha256"] == FOOTAGE_SHA256
     assert [(s["start_s"], s["end_s"]) for s in manifest["shards"]] == [
@@ -207,7 +210,7 @@ def test_a_broken_recording_fails_alone(airflow_db, tmp_path, footage):
     conf = {"sources": [file_uri(drop)], "out": file_uri(tmp_path / "out"), "sample_fps": 0.5, "shard_seconds": 60}
     assert _state(_run("vigil_process", conf)) == "failed"
     manifests = sorted(p.name for p in (tmp_path / "out" / "manifests").iterdir())
-    assert manifests == [f"good-{FOOTAGE_SHA256[:12]}.json"]
+    assert [name.split(".")[0] for name in manifests] == [f"good-{FOOTAGE_SHA256[:12]}"]  # <id>.<run key>.json
     # The failure names the file and the reason.
     request = RunRequest(sources=(file_uri(drop),), out=file_uri(tmp_path / "out2"), params=ProcessParams(sample_fps=0.5))
     failed = pipeline.plan_all(request, pipeline.discover(request))["failed"]
@@ -223,7 +226,7 @@ def test_nightly_processes_only_new_recordings(airflow_db, tmp_path, footage):
     shutil.copy(footage, source / "cam1.mp4")
     conf = {"sources": [file_uri(source)], "out": file_uri(out), "sample_fps": 0.5, "shard_seconds": 60}
     assert _state(_run("vigil_nightly", conf)) == "success"
-    manifest = out / "manifests" / f"cam1-{FOOTAGE_SHA256[:12]}.json"
+    (manifest,) = (out / "manifests").glob(f"cam1-{FOOTAGE_SHA256[:12]}.*.json")
     first = manifest.read_bytes()
     assert _state(_run("vigil_nightly", conf)) == "success"
     assert manifest.read_bytes() == first, "an already processed recording is not processed again"

@@ -187,7 +187,7 @@ def test_two_attempts_of_one_shard_on_s3_end_with_one_file(s3_storage, footage):
     assert not errors
     files = [o.uri for o in s3_storage.list(f"s3://{bucket_out}/vigil")]
     assert len(files) == 2, files  # one detections file and one frames file
-    assert results[0]["files"] == results[1]["files"], "both attempts report the one published file"
+    assert results[0].files == results[1].files, "both attempts report the one published file"
 
 
 def test_credentials_never_reach_outputs_or_logs(s3_storage, footage, caplog):
@@ -267,4 +267,4 @@ def test_a_recording_that_vanishes_after_listing_fails_alone(s3_storage, footage
     planned = pipeline.plan_all(request, listed)
     assert [f["uri"] for f in planned["failed"]] == [f"s3://{bucket}/drop/a.mp4"]
     assert "no such object" in planned["failed"][0]["error"]
-    assert {s["source"]["uri"] for s in planned["shards"]} == {f"s3://{bucket}/drop/b.mp4"}
+    assert {s.plan.source.uri for s in planned["shards"]} == {f"s3://{bucket}/drop/b.mp4"}

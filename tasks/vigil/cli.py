@@ -23,8 +23,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from vigil import config
-
     parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -32,26 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     process = commands.add_parser("process", help="analyse recordings without Airflow (same task code)")
     process.add_argument("sources", nargs="+", metavar="SOURCE_URI", help="recording URI(s) or prefix(es)")
     process.add_argument("--out", required=True, metavar="OUTPUT_URI")
-    process.add_argument("--sample-fps", type=float, default=config.DEFAULT_SAMPLE_FPS)
-    process.add_argument("--shard-seconds", type=float, default=config.DEFAULT_SHARD_SECONDS)
-    process.add_argument("--model", default=config.DEFAULT_MODEL, help="weights: default, a path or a URI")
-    process.add_argument("--model-sha256", default=None, help="required for any model but the default")
-    process.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH)
-    process.add_argument("--static-gate", type=float, default=None, metavar="PERCENT",
-                         help="skip inference on frames with less than PERCENT of pixels changed since the last "
-                              "analysed one (off by default; try 0.5)")  # fmt: skip
-    process.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    process.add_argument("--runtime", default="auto", choices=config.RUNTIMES,
-                         help="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime")  # fmt: skip
-    process.add_argument("--decoder", default="auto", choices=config.DECODERS,
-                         help="auto: with a CUDA device, NVDEC and the host cores decode alternate shards; else the CPU")  # fmt: skip
+    add_processing_flags(process)
     process.add_argument("--recording-start", default=None, help="ISO 8601 wall-clock time of the first frame")
     process.add_argument("--conn-id", default=None, help="Airflow connection id for s3:// (else AWS environment)")
     process.add_argument(
         "--expected-sha256", action="append", default=[], metavar="[URI=]HEX",
         help="refuse a recording whose SHA-256 differs (plain HEX when there is one source)",
     )  # fmt: skip
-    process.add_argument("--force", action="store_true", help="re-analyse shards whose output already exists")
+    process.add_argument("--force", action="store_true",
+                         help="re-analyse, writing new output keys beside (never over) earlier runs' files")  # fmt: skip
     process.add_argument("--blur-faces", action="store_true", help="blur faces in review pictures (not in data)")
     process.set_defaults(func=_process)
 
@@ -180,26 +167,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_processing_flags(parser: argparse.ArgumentParser, cls=None) -> None:
+    """One ``--flag`` per declared processing parameter, from its declaration (type, default,
+    choices, help); the bounds are checked by the parameters themselves."""
+    from vigil.config import ProcessParams, declarations, describe
+
+    for d in declarations(cls or ProcessParams):
+        meta = d.meta
+        limits = "" if meta["choices"] or meta["minimum"] is None else f" ({describe(meta)})"
+        default = "" if meta["choices"] else f"; default {d.default}"
+        parser.add_argument(f"--{d.name.replace('_', '-')}", dest=d.name, type=d.kind, default=d.default,
+                            choices=meta["choices"], help=f"{meta['help']}{limits}{default}")  # fmt: skip
+
+
+def params_from_args(args, cls=None):
+    """The processing parameters of parsed CLI arguments."""
+    from vigil.config import ProcessParams, declarations
+
+    cls = cls or ProcessParams
+    return cls(**{d.name: getattr(args, d.name) for d in declarations(cls)})
+
+
 def _process(args) -> int:
+    from vigil.config import RunRequest
+    from vigil.errors import RecordingsFailed
     from vigil.orchestration import pipeline
-    from vigil.config import ProcessParams, RunRequest
-    from vigil.orchestration.finalize import RecordingsFailed, finalize
+    from vigil.orchestration.finalize import finalize
     from vigil.orchestration.progress import ShardProgress
 
     request = RunRequest(
         sources=tuple(args.sources),
         out=args.out,
-        params=ProcessParams(
-            sample_fps=args.sample_fps,
-            shard_seconds=args.shard_seconds,
-            model=args.model,
-            model_sha256=args.model_sha256,
-            batch_size=args.batch_size,
-            device=args.device,
-            runtime=args.runtime,
-            decoder=args.decoder,
-            static_gate=args.static_gate,
-        ),
+        params=params_from_args(args),
         source_conn_id=args.conn_id,
         out_conn_id=args.conn_id,
         recording_start=args.recording_start,

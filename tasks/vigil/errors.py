@@ -2,11 +2,15 @@
 
     VigilError
     ├── InputError              retryable = False: the input or the request is wrong
-    │   ├── ParameterError      a trigger/CLI parameter is invalid
+    │   ├── ParameterError      a trigger/CLI parameter is invalid (also a ValueError)
     │   ├── RecordingError      a recording cannot be read or decoded
+    │   ├── ObjectNotFound      an object that should exist does not (also a FileNotFoundError)
     │   └── IntegrityError      a hash does not match what was expected
-    └── TransientError          retryable = True: the world may be better in a moment
-        └── StorageError        object storage failed (network, throttling, 5xx)
+    │       ├── SourceChanged   a recording changed since it was planned (hashed)
+    │       └── ManifestError   a manifest is unreadable or has been altered
+    ├── TransientError          retryable = True: the world may be better in a moment
+    │   └── StorageError        object storage failed (network, throttling, 5xx)
+    └── RecordingsFailed        some recordings of a run failed; the others were finalized
 
 Third-party exceptions are translated at the boundary (``raise StorageError(...) from exc``), so
 callers (the DAG, the CLI) only need to look at ``retryable``.
@@ -56,3 +60,22 @@ class StorageError(TransientError):
 
 class ObjectNotFound(InputError, FileNotFoundError):
     """An object that should exist does not (deleted, or never there)."""
+
+
+class SourceChanged(IntegrityError):
+    """A recording is no longer the version that was hashed at planning (size or ETag differ)."""
+
+
+class ManifestError(IntegrityError):
+    """A manifest is unreadable or has been altered."""
+
+
+class RecordingsFailed(VigilError):
+    """Some recordings of a run could not be processed; the others were finalized.
+
+    Not retryable as a whole: the failures are named, each with what to do about it.
+    """
+
+    def __init__(self, problems: list[str], summaries: list[dict]):
+        super().__init__(f"{len(problems)} recording(s) failed:\n  " + "\n  ".join(problems))
+        self.problems, self.summaries = problems, summaries

@@ -17,10 +17,10 @@ import numpy as np
 RULES_VERSION = "postures-1"
 MIN_CONF = 0.5
 
-NOSE, L_EYE, R_EYE, L_EAR, R_EAR = 0, 1, 2, 3, 4
-L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 5, 6, 7, 8, 9, 10
-L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 11, 12, 13, 14, 15, 16
-HEAD = (NOSE, L_EYE, R_EYE, L_EAR, R_EAR)
+from vigil.model.keypoints import (  # noqa: F401  (the rules read keypoints by these names)
+    HEAD, KEYPOINTS, L_ANKLE, L_EAR, L_ELBOW, L_EYE, L_HIP, L_KNEE, L_SHOULDER, L_WRIST, NOSE,
+    R_ANKLE, R_EAR, R_ELBOW, R_EYE, R_HIP, R_KNEE, R_SHOULDER, R_WRIST,
+)
 
 POSTURES = ("lying", "hands_raised", "arms_behind_back", "kneeling_or_crouching", "suspended")
 
@@ -29,7 +29,7 @@ class Pose:
     """One person's keypoints ``(17, 3)``: x, y, confidence."""
 
     def __init__(self, keypoints: np.ndarray):
-        self.kp = np.asarray(keypoints, dtype=np.float64).reshape(17, 3)
+        self.kp = np.asarray(keypoints, dtype=np.float64).reshape(KEYPOINTS, 3)
 
     def seen(self, *indices: int) -> bool:
         return bool((self.kp[list(indices), 2] >= MIN_CONF).all())

@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
-from vigil.config import ProcessParams, as_fraction
+from vigil.config import ProcessParams, sampling_rate
 from vigil.errors import ParameterError, RecordingError
 from vigil.media.probe import Keyframe, RecordingProbe
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
@@ -54,7 +54,7 @@ def sampled_frames(
     ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``)."""
     import av
 
-    fps = as_fraction(sample_fps)
+    fps = sampling_rate(sample_fps)
     first_bin, end_bin = math.ceil(shard.start * fps), math.ceil(shard.end * fps)
     known = {k.pts: k.frame_index for k in keyframes}
     known[shard.anchor_pts] = shard.anchor_index

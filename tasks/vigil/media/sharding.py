@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
-from vigil.config import ProcessParams, as_fraction
+from vigil.config import ProcessParams, as_fraction, sampling_rate
 from vigil.media.probe import RecordingProbe
 
 MAX_SHARDS = 1024  # Airflow's default [core] max_map_length
@@ -72,4 +72,4 @@ def plan_shards(probe: RecordingProbe, params: ProcessParams, max_shards: int = 
 
 def sample_bin(seconds: Fraction, sample_fps: float) -> int:
     """The sampling bin a time falls in: ``floor(seconds * sample_fps)``, exactly."""
-    return math.floor(seconds * as_fraction(sample_fps))
+    return math.floor(seconds * sampling_rate(sample_fps))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KEYPOINTS = 17  # COCO order: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles
+from vigil.model.keypoints import KEYPOINTS  # 17, COCO order
 
 
 @dataclass(frozen=True)

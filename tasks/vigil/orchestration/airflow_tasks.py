@@ -1,8 +1,9 @@
 """Airflow task definitions shared by vigil's DAGs: wiring only, every body calls ``vigil.pipeline``.
 
 Imported by the DAG files, so this module imports nothing heavy at module level (the
-dag-processor and every worker parse DAG files constantly): only ``airflow.sdk`` and the
-standard library. XCom carries small descriptors (a shard as a dict, URIs, counts).
+dag-processor and every worker parse DAG files constantly): only ``airflow.sdk``, the standard
+library and ``vigil.config`` (itself standard library only). XCom carries small descriptors: the
+contracts' ``to_dict()`` (a shard task, a shard result), URIs, counts.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from fractions import Fraction
-
 from airflow.sdk import Asset, Param, task
+
+from vigil.config import ProcessParams, declarations
 
 DETECTIONS_ASSET = Asset(name="vigil_detections", uri="vigil://detections")
 GPU_QUEUE = os.environ.get("VIGIL_GPU_QUEUE", "gpu")  # Celery queue served by GPU workers
@@ -25,6 +26,23 @@ FINALIZE_TIMEOUT = timedelta(minutes=float(os.environ.get("VIGIL_FINALIZE_TIMEOU
 NIGHTLY_RUN_TIMEOUT = timedelta(hours=20)  # a night's run ends before the next one is due
 
 _URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?|file:///.*)$"
+
+
+_JSON_TYPES = {float: "number", int: "integer", str: "string", bool: "boolean"}
+
+
+def processing_form(cls=ProcessParams) -> dict[str, Param]:
+    """One typed, bounded ``Param`` per declared processing parameter, from its declaration."""
+    form = {}
+    for d in declarations(cls):
+        meta, kind = d.meta, _JSON_TYPES[d.kind]
+        schema = {"type": ["null", kind] if d.optional else kind, "title": meta["title"], "description": meta["help"]}
+        bounds = {"minimum": None if meta["exclusive_minimum"] else meta["minimum"], "maximum": meta["maximum"],
+                  "exclusiveMinimum": meta["minimum"] if meta["exclusive_minimum"] else None,
+                  "multipleOf": meta["multiple_of"], "pattern": meta["pattern"],
+                  "enum": list(meta["choices"]) if meta["choices"] else None}  # fmt: skip
+        form[d.name] = Param(d.default, **schema, **{k: v for k, v in bounds.items() if v is not None})
+    return form
 
 
 def process_params(sources: list[str] | None = None, out: str | None = None) -> dict:
@@ -45,20 +63,7 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
             title="Output location",
             description="Where Parquet and manifests go; never inside a source prefix",
         ),
-        "sample_fps": Param(2.0, type="number", exclusiveMinimum=0, maximum=60, title="Sampled frames per second"),
-        "shard_seconds": Param(600, type="integer", minimum=1, maximum=86400, title="Shard length (seconds)"),
-        "model": Param("yolo11n-pose.pt", type="string", minLength=1, title="Model weights (default, path or URI)"),
-        "model_sha256": Param(None, type=["null", "string"], pattern="^[0-9a-fA-F]{64}$", title="SHA-256 of the weights"),
-        "static_gate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=50,
-                             title="Static-scene gating (% of pixels changed; empty: off)",
-                             description="Frames unchanged since the last analysed one are not analysed; marked 'static'"),
-        "batch_size": Param(8, type="integer", minimum=1, maximum=256, title="Frames per model batch"),
-        "device": Param("cpu", type="string", pattern="^(cpu|cuda(:[0-9]+)?)$", title="Inference device",
-                        description="cuda sends the shards to the GPU queue"),
-        "runtime": Param("auto", type="string", enum=["auto", "onnx", "openvino", "torch"], title="Inference runtime",
-                         description="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime"),
-        "decoder": Param("auto", type="string", enum=["auto", "cpu", "nvdec"], title="Video decoder",
-                         description="auto: with a CUDA device, NVDEC and the host cores decode alternate shards; else the CPU"),
+        **processing_form(),
         "recording_start": Param(
             None, type=["null", "string"], format="date-time", title="Wall-clock time of the first frame (UTC offset required)"
         ),
@@ -82,7 +87,7 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
 def run_request_from(params: dict, conf: dict | None, declared: set[str]):
     """Validate a run's parameters into a RunRequest; refuse unknown keys (a typo would silently
     fall back to a default and change the evidence)."""
-    from vigil.config import ProcessParams, RunRequest
+    from vigil.config import RunRequest
     from vigil.errors import ParameterError
 
     unknown = sorted(set(conf or {}) - declared)
@@ -91,17 +96,7 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
     request = RunRequest(
         sources=tuple(params["sources"]),
         out=params["out"],
-        params=ProcessParams(
-            sample_fps=float(params["sample_fps"]),
-            shard_seconds=params["shard_seconds"],
-            model=params["model"],
-            model_sha256=params["model_sha256"],
-            batch_size=int(params["batch_size"]),
-            device=params["device"],
-            runtime=params.get("runtime", "auto"),
-            decoder=params.get("decoder", "auto"),
-            static_gate=params.get("static_gate"),
-        ),
+        params=ProcessParams.from_dict({d.name: params[d.name] for d in declarations(ProcessParams) if d.name in params}),
         source_conn_id=params.get("conn_id"),
         out_conn_id=params.get("conn_id"),
         recording_start=params.get("recording_start"),
@@ -146,7 +141,7 @@ def plan(unprocessed_only: bool = False, params: dict | None = None, dag=None, d
     except Exception as exc:
         _fail_fast(exc)
     ti.xcom_push(key=FAILED_KEY, value=planned["failed"])
-    return planned["shards"]
+    return [shard.to_dict() for shard in planned["shards"]]
 
 
 @task(
@@ -160,11 +155,10 @@ def detect(shard: dict, dag_run=None, ti=None) -> dict:
     from airflow.sdk import get_current_context
 
     from vigil.orchestration import pipeline
+    from vigil.store.contracts import ShardTask
 
-    get_current_context()["shard_label"] = (
-        f"{shard['recording_id']} #{shard['shard']['index']} "
-        f"[{float(Fraction(shard['shard']['start'])):.0f}s, {float(Fraction(shard['shard']['end'])):.0f}s)"
-    )
+    shard_task = ShardTask.from_dict(shard)
+    get_current_context()["shard_label"] = shard_task.label
     run_context = {
         "dag_id": dag_run.dag_id if dag_run else None,
         "run_id": dag_run.run_id if dag_run else None,
@@ -173,7 +167,7 @@ def detect(shard: dict, dag_run=None, ti=None) -> dict:
         "try_number": ti.try_number if ti else None,
     }
     try:
-        return pipeline.detect_shard(shard, run_context)
+        return pipeline.detect_shard(shard_task, run_context).to_dict()
     except Exception as exc:
         _fail_fast(exc)
 
@@ -181,21 +175,25 @@ def detect(shard: dict, dag_run=None, ti=None) -> dict:
 @task
 def shards_for(shards: list[dict], device: str) -> list[dict]:
     """The shards to run on ``device`` ("cpu" or "cuda"): GPU shards go to the GPU queue."""
-    return [s for s in shards if s["params"]["device"].split(":")[0] == device]
+    from vigil.store.contracts import ShardTask
+
+    return [s for s in shards if ShardTask.from_dict(s).plan.params.device.split(":")[0] == device]
 
 
 @task(trigger_rule="all_done", outlets=[DETECTIONS_ASSET], execution_timeout=FINALIZE_TIMEOUT)
 def finalize(cpu_results, gpu_results, outlet_events=None, ti=None) -> list[dict]:
     """Write each complete recording's manifest; fail naming any recording that did not complete."""
+    from vigil.errors import RecordingsFailed
     from vigil.orchestration import finalize as finalizing
+    from vigil.store.contracts import ShardResult
 
-    results = [*(cpu_results or []), *(gpu_results or [])]
+    results = [ShardResult.from_dict(r) for r in (*(cpu_results or []), *(gpu_results or [])) if r]
     failed = ti.xcom_pull(task_ids="plan", key=FAILED_KEY)
     if failed is None:
         failed = [{"uri": "(plan)", "error": "planning did not finish; see the plan task's log"}]
     try:
-        summaries = finalizing.finalize([r for r in results if r], failed)
-    except finalizing.RecordingsFailed as exc:
+        summaries = finalizing.finalize(results, failed)
+    except RecordingsFailed as exc:
         summaries = exc.summaries
         _announce(outlet_events, summaries)
         _fail_fast(exc)

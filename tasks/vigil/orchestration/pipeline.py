@@ -1,30 +1,32 @@
 """The steps the DAGs (and the CLI) run: discover -> plan -> detect_shard (then finalize.py).
 
-Each step takes and returns small JSON-able dicts, so Airflow can pass them through XCom
-(descriptors and counts, never frames or rows) and the CLI can call the same functions in a loop.
+Each step takes and returns the typed contracts of ``store/contracts.py`` (``ShardTask``,
+``ShardResult``); Airflow passes their ``to_dict()`` through XCom (descriptors and counts, never
+frames or rows) and the CLI calls the same functions in a loop. Output paths come from ``store/layout``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
-from fractions import Fraction
 from pathlib import PurePosixPath
 
 from vigil import __version__
-from vigil.config import VIDEO_SUFFIXES, ProcessParams, RunRequest
-from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError
+from vigil.config import VIDEO_SUFFIXES, RunRequest, as_fraction
+from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError, SourceChanged
 from vigil.media.frames import keyframes_between
 from vigil.orchestration.expected import check_all_matched, expected_for
-from vigil.store.manifest import load_manifest
-from vigil.media.probe import RecordingProbe, probe
-from vigil.store.schema import DETECTIONS, FRAMES, MANIFESTS, SCHEMA_VERSION, TABLES
-from vigil.media.sharding import MAX_SHARDS, ShardRange, effective_shard_seconds, plan_shards
+from vigil.media.probe import probe
+from vigil.media.sharding import MAX_SHARDS, effective_shard_seconds, plan_shards
+from vigil.store import layout
+from vigil.store.contracts import FileEntry, RecordingPlan, ShardResult, ShardTask, SourceVersion
+from vigil.store.manifest import read_manifests
 from vigil.store.readers import HashingReader
+from vigil.store.schema import FRAMES, SCHEMA_VERSION, TABLES
 from vigil.store.storage import ObjectInfo, iter_objects, storage_for
-from vigil.uri import join_uri, parse_uri
+from vigil.uri import parse_uri
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +52,13 @@ def discover(request: RunRequest) -> list[ObjectInfo]:
     return [found[uri] for uri in sorted(found)]
 
 
-def manifest_uri(out: str, recording_id: str) -> str:
-    return join_uri(out, MANIFESTS, f"{recording_id}.json")
-
-
 def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[ObjectInfo]:
-    """Recordings with no manifest under the output for the same object version and parameters."""
-    storage = storage_for(request.out, request.out_conn_id)
-    done = set()
-    for info in storage.list(join_uri(request.out, MANIFESTS)):
-        manifest = load_manifest(storage.read_bytes(info.uri), info.uri)
-        source = manifest["source"]
-        done.add((source["uri"], source["size"], source.get("etag"), manifest["params_fingerprint"]))
+    """Recordings with no manifest under the output for the same object version and parameters.
+    An unreadable manifest is logged and counts as no manifest: its recording is processed again."""
+    listing = read_manifests(storage_for(request.out, request.out_conn_id), request.out)
+    for _, problem in listing.problems:
+        log.error("%s (run vigil verify)", problem)
+    done = {(m.source.uri, m.source.size, m.source.etag, m.params_fingerprint) for _, m in listing.found}
     fingerprint = request.params.fingerprint()
     return [r for r in recordings if (r.uri, r.size, r.etag, fingerprint) not in done]
 
@@ -76,7 +73,7 @@ def recording_id_for(uri: str, sha256: str) -> str:
     return f"{stem[:80]}-{sha256[:12]}"
 
 
-def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) -> list[dict]:
+def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) -> list[ShardTask]:
     """Fingerprint and probe one recording, and describe each of its shards for ``detect_shard``."""
     storage = storage_for(info.uri, request.source_conn_id)
     info = storage.stat(info.uri)  # the exact version: size, ETag, version id, last-modified
@@ -95,7 +92,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     params = request.params
     shards = plan_shards(described, params, max_shards)
     used = effective_shard_seconds(described.duration, params, max_shards)
-    if used != Fraction(str(params.shard_seconds)):
+    if used != as_fraction(params.shard_seconds):
         log.warning(
             "%s: %.0f s long; shard length grown from %s s to %s s to stay within %d shards",
             info.uri, float(described.duration), params.shard_seconds, used, len(shards),
@@ -105,29 +102,24 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
         log.warning("%s: %s", info.uri, warning)
     # Each shard gets the stream's timing and only its own keyframes (to re-anchor frame indices
     # after damage), not the recording's whole keyframe table: XCom stays small.
-    timing = {**described.to_dict(), "keyframes": []}
-    source = {**_info_dict(info), "sha256": sha256}
-    common = {
-        "recording_id": recording_id,
-        "source": source,
-        "probe": timing,
-        "shard_count": len(shards),
-        "params": params.to_dict(),
-        "out": request.out,
-        "source_conn_id": request.source_conn_id,
-        "out_conn_id": request.out_conn_id,
-        "recording_start": request.recording_start or start_from_name(info.uri),
-        "force": request.force,
-        "blur_faces": request.blur_faces,
-    }
+    planned = RecordingPlan(
+        recording_id=recording_id,
+        source=SourceVersion.of(info, sha256),
+        probe=replace(described, keyframes=()),
+        shard_count=len(shards),
+        params=params,
+        out=request.out,
+        source_conn_id=request.source_conn_id,
+        out_conn_id=request.out_conn_id,
+        recording_start=request.recording_start or start_from_name(info.uri),
+        blur_faces=request.blur_faces,
+        # Forced: this run's files get keys of their own, so no file an earlier manifest lists is replaced.
+        generation=datetime.now(timezone.utc).strftime("g%Y%m%dT%H%M%S%fZ") if request.force else None,
+    )
     log.info("%s: %s, %d frames, %.1f s -> %d shards", info.uri, recording_id,
              described.frame_count, float(described.duration), len(shards))  # fmt: skip
     return [
-        {
-            **common,
-            "shard": shard.to_dict(),
-            "keyframes": [[k.pts, k.frame_index] for k in keyframes_between(described, shard.anchor_pts, shard.end)],
-        }
+        ShardTask(planned, shard, tuple(keyframes_between(described, shard.anchor_pts, shard.end)))
         for shard in shards
     ]
 
@@ -178,10 +170,10 @@ def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int 
     for info in recordings:
         try:
             planned = plan(info, request, max_shards)
-            first = first_with_id.setdefault(planned[0]["recording_id"], info.uri) if planned else info.uri
+            first = first_with_id.setdefault(planned[0].plan.recording_id, info.uri) if planned else info.uri
             if first != info.uri:  # same name and content in two folders: one recording, analysed once
                 raise RecordingError(info.uri, f"same file name and content as {first}, analysed as "
-                                               f"{planned[0]['recording_id']}; not analysed twice")  # fmt: skip
+                                               f"{planned[0].plan.recording_id}; not analysed twice")  # fmt: skip
             shards.extend(planned)
         except InputError as exc:
             log.error("cannot process %s: %s", info.uri, exc)
@@ -195,100 +187,78 @@ def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int 
     return {"shards": shards, "failed": failed}
 
 
-def _info_dict(info: ObjectInfo) -> dict:
-    return {
-        "uri": info.uri,
-        "size": info.size,
-        "etag": info.etag,
-        "last_modified": info.last_modified,
-        "version_id": info.version_id,
-    }
-
-
 # --------------------------------------------------------------------------------------- detect
 
 
-def shard_key(task: dict, model_sha256: str) -> str:
-    """Deterministic per (recording hash, shard range, parameters, model hash)."""
-    shard = task["shard"]
-    params = ProcessParams.from_dict(task["params"])
-    material = "|".join(
-        [task["source"]["sha256"], shard["start"], shard["end"], params.fingerprint(), model_sha256, str(SCHEMA_VERSION)]
-    )
-    return f"shard-{int(shard['index']):05d}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+def shard_key(task: ShardTask, model_sha256: str) -> str:
+    """Deterministic per (recording hash, shard range, parameters, model hash; start time and
+    generation when given): everything that decides the shard's rows."""
+    planned, shard = task.plan, task.shard
+    extra = [planned.recording_start or "", planned.generation or ""] if planned.recording_start or planned.generation else []
+    return layout.shard_key(shard.index, planned.source.sha256, str(shard.start), str(shard.end),
+                            planned.params.fingerprint(), model_sha256, str(SCHEMA_VERSION), *extra)  # fmt: skip
 
 
-def output_uri(out: str, table: str, recording_id: str, key: str) -> str:
-    return join_uri(out, table, f"recording_id={recording_id}", f"{key}.parquet")
-
-
-def detect_shard(task: dict, run_context: dict | None = None, force: bool = False) -> dict:
+def detect_shard(task: ShardTask, run_context: dict | None = None) -> ShardResult:
     """Decode one shard, detect people and poses in its sampled frames, publish its Parquet files.
 
     Exactly once: the output keys are deterministic, a shard whose files already exist is not
-    processed again (unless ``force``), and each file is published with a conditional create, so
-    two attempts racing on one shard end with one complete file that both report.
+    processed again, and each file is published with a conditional create, so two attempts racing
+    on one shard end with one complete file that both report. (A forced run plans a new
+    generation, so its keys are new: it re-analyses without replacing any earlier file.)
     """
     from vigil.store.weights import resolve_model
 
-    params = ProcessParams.from_dict(task["params"])
-    model_file = resolve_model(params.model, params.model_sha256, task.get("source_conn_id"))
+    planned, params = task.plan, task.plan.params
+    model_file = resolve_model(params.model, params.model_sha256, planned.source_conn_id)
     key = shard_key(task, model_file.sha256)
-    uris = {name: output_uri(task["out"], name, task["recording_id"], key) for name in TABLES}
-    out = storage_for(task["out"], task.get("out_conn_id"))
-    force = force or bool(task.get("force"))
-    files = None if force else _existing_files(out, uris)
+    uris = {name: layout.table_uri(planned.out, name, planned.recording_id, key) for name in TABLES}
+    out = storage_for(planned.out, planned.out_conn_id)
+    files = _existing_files(out, uris)
     if files is None:
-        files, fetched, provenance = _analyse_shard(task, params, model_file, out, uris, run_context, force)
+        files, fetched, provenance = _analyse_shard(task, model_file, out, uris, run_context)
     else:
-        log.info("shard %s of %s already done: %s", task["shard"]["index"], task["recording_id"], uris[FRAMES])
-        fetched, provenance = 0, _read_provenance(out, files[FRAMES]["uri"])
-    result = {
-        "recording_id": task["recording_id"],
-        "shard": task["shard"],
-        "files": files,
-        "frames": files[FRAMES]["rows"],
-        "detections": files[DETECTIONS]["rows"],
-        "coverage": provenance["coverage"],
-        "model": provenance["model"],
-        "runtime": provenance["runtime"],
-        "source_bytes_read": fetched,
-        "task": {k: v for k, v in task.items() if k not in ("shard", "keyframes")},
-    }
-    log.info("shard %s of %s: %d frames, %d detections", task["shard"]["index"], task["recording_id"],
-             result["frames"], result["detections"])  # fmt: skip
+        log.info("shard %s of %s already done: %s", task.shard.index, planned.recording_id, uris[FRAMES])
+        fetched, provenance = 0, _read_provenance(out, files[FRAMES].uri)
+    result = ShardResult(
+        plan=planned,
+        shard=task.shard,
+        files=files,
+        coverage=tuple((float(lo), float(hi), status) for lo, hi, status in provenance["coverage"]),
+        model=provenance["model"],
+        runtime=provenance["runtime"],
+        source_bytes_read=fetched,
+    )
+    log.info("shard %s of %s: %d frames, %d detections", task.shard.index, planned.recording_id,
+             result.rows(FRAMES), result.rows("detections"))  # fmt: skip
     return result
 
 
-def _analyse_shard(task, params, model_file, out, uris, run_context, force) -> tuple[dict, int | None, dict]:
+def _analyse_shard(task: ShardTask, model_file, out, uris, run_context) -> tuple[dict[str, FileEntry], int | None, dict]:
     from vigil.model.detector import load_detector
     from vigil.faults import checkpoint
     from vigil.media.frames import choose_decoder, sampled_frames
     from vigil.media.gating import StaticGate
-    from vigil.media.probe import Keyframe
     from vigil.store.sink import ShardRows, parquet_bytes, publish
 
-    described = RecordingProbe.from_dict(task["probe"])
-    shard = ShardRange.from_dict(task["shard"])
-    keyframes = [Keyframe(int(pts), int(index)) for pts, index in task.get("keyframes", [])]
-    source_uri = task["source"]["uri"]
+    planned, shard, params = task.plan, task.shard, task.plan.params
+    source_uri = planned.source.uri
     detector = load_detector(params, model_file)
     decoder = choose_decoder(params, shard.index)
     runtime = detector.runtime + ("/nvdec" if decoder != "cpu" else "")  # rows say what decoded them too
-    start = task.get("recording_start")
     rows = ShardRows(
-        recording_id=task["recording_id"],
+        recording_id=planned.recording_id,
         source_uri=source_uri,
         shard_index=shard.index,
         sample_fps=params.sample_fps,
         runtime=runtime,
-        recording_start=datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None,
+        recording_start=planned.start_time,
     )
 
-    source = storage_for(source_uri, task.get("source_conn_id"))
-    _check_unchanged(source, task["source"])
-    with source.open(source_uri, etag=task["source"]["etag"]) as handle:
-        frames = sampled_frames(handle, source_uri, described, shard, params.sample_fps, keyframes, decoder)
+    source = storage_for(source_uri, planned.source_conn_id)
+    _check_unchanged(source, planned.source)
+    with source.open(source_uri, etag=planned.source.etag) as handle:
+        frames = sampled_frames(handle, source_uri, planned.probe, shard, params.sample_fps, list(task.keyframes), decoder)
         # Decoding runs in its own thread, a bounded queue ahead of inference: neither waits for
         # the other, and memory stays at a few batches of frames whatever the shard length.
         gate = StaticGate(params.static_gate)
@@ -314,7 +284,7 @@ def _analyse_shard(task, params, model_file, out, uris, run_context, force) -> t
     files = {}
     for name in TABLES:
         table = rows.table(name)
-        files[name] = publish(out, uris[name], parquet_bytes(table, provenance), table.num_rows, force).to_dict()
+        files[name] = FileEntry(**publish(out, uris[name], parquet_bytes(table, provenance), table.num_rows).to_dict())
     return files, fetched, provenance
 
 
@@ -367,23 +337,22 @@ def prefetch(iterable, depth: int):
         worker.join(timeout=5)
 
 
-def _check_unchanged(storage, planned: dict) -> None:
+def _check_unchanged(storage, planned: SourceVersion) -> None:
     """A recording must be the version that was hashed at planning (S3 reads are pinned by ETag too)."""
-    now = storage.stat(planned["uri"])
-    if now.size != planned["size"] or (planned.get("etag") and now.etag != planned["etag"]):
-        raise IntegrityError(
-            f"{planned['uri']}: changed since it was hashed (size {planned['size']} -> {now.size}, "
-            f"ETag {planned.get('etag')} -> {now.etag}); trigger the run again"
+    now = storage.stat(planned.uri)
+    if now.size != planned.size or (planned.etag and now.etag != planned.etag):
+        raise SourceChanged(
+            f"{planned.uri}: changed since it was hashed (size {planned.size} -> {now.size}, "
+            f"ETag {planned.etag} -> {now.etag}); trigger the run again"
         )
 
 
-def _existing_files(out, uris: dict[str, str]) -> dict | None:
+def _existing_files(out, uris: dict[str, str]) -> dict[str, FileEntry] | None:
     """The published files of a finished shard, or None if any is missing."""
-    from vigil.errors import ObjectNotFound
     from vigil.store.sink import describe
 
     try:
-        return {name: describe(uri, out.read_bytes(uri)).to_dict() for name, uri in uris.items()}
+        return {name: FileEntry(**describe(uri, out.read_bytes(uri)).to_dict()) for name, uri in uris.items()}
     except ObjectNotFound:
         return None
 
@@ -394,18 +363,18 @@ def _read_provenance(out, uri: str) -> dict:
     return read_provenance(out.read_bytes(uri))
 
 
-def _provenance(task: dict, detector, runtime: str, run_context: dict | None, coverage: list[list]) -> dict:
+def _provenance(task: ShardTask, detector, runtime: str, run_context: dict | None, coverage: list[list]) -> dict:
     import av
     import pyarrow
 
+    planned, timing = task.plan, task.plan.probe.to_dict()
     return {
         "schema_version": SCHEMA_VERSION,
-        "recording_id": task["recording_id"],
-        "source": task["source"],
-        "shard": {**task["shard"], "start_s": float(Fraction(task["shard"]["start"])),
-                  "end_s": float(Fraction(task["shard"]["end"]))},  # fmt: skip
-        "stream": {k: task["probe"][k] for k in ("codec", "width", "height", "time_base", "start_pts", "end_pts", "rotation")},
-        "params": task["params"],
+        "recording_id": planned.recording_id,
+        "source": planned.source.to_dict(),
+        "shard": {**task.shard.to_dict(), "start_s": float(task.shard.start), "end_s": float(task.shard.end)},
+        "stream": {k: timing[k] for k in ("codec", "width", "height", "time_base", "start_pts", "end_pts", "rotation")},
+        "params": planned.params.to_dict(),
         "model": {"name": detector.model_file.name, "sha256": detector.model_file.sha256},
         "runtime": runtime,
         "coverage": coverage,

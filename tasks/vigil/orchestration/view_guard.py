@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from vigil.errors import IntegrityError, ObjectNotFound, VigilError
 from vigil.review.report import STYLE as REPORT_STYLE
 from vigil.review.report import csp_hash
-from vigil.store.manifest import load_manifest
+from vigil.store.manifest import load_sealed
 from vigil.store.schema import MANIFESTS
 from vigil.store.storage import ObjectInfo, Storage
 from vigil.uri import is_within, join_uri, parse_uri
@@ -100,7 +100,7 @@ class ManifestCache:
             return cached[1], cached[2]
         self.reads += 1
         try:
-            manifest, problem = _well_formed(load_manifest(storage.read_bytes(info.uri), info.uri)), None
+            manifest, problem = _well_formed(load_sealed(storage.read_bytes(info.uri), info.uri)), None
         except (VigilError, ValueError, KeyError, TypeError) as exc:
             manifest, problem = None, str(exc)
         with self._lock:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 from vigil.review.report import report_html
+from vigil.store.contracts import SourceVersion
+from vigil.store.manifest import Manifest
 from vigil.store.schema import POSE_EVENTS, PRESENCE, TRACKS
 
-REVIEW = "review"
 
-
-def source_fetcher(source: dict, probe: dict, conn_id: str | None):
+def source_fetcher(source: SourceVersion, probe: dict, conn_id: str | None):
     """Frames of the exact source version that was analysed (pinned by ETag on S3)."""
     from vigil.media.frames import fetch_frames
     from vigil.media.probe import RecordingProbe
@@ -22,20 +22,20 @@ def source_fetcher(source: dict, probe: dict, conn_id: str | None):
     def fetch(wanted):
         if not wanted:
             return
-        storage = storage_for(source["uri"], conn_id)
-        with storage.open(source["uri"], etag=source.get("etag")) as handle:
-            yield from fetch_frames(handle, source["uri"], described, wanted)
+        storage = storage_for(source.uri, conn_id)
+        with storage.open(source.uri, etag=source.etag) as handle:
+            yield from fetch_frames(handle, source.uri, described, wanted)
 
     return fetch
 
 
-def render_review(manifest: dict, tables: dict[str, pa.Table], detections: pa.Table, frames: pa.Table,
+def render_review(manifest: Manifest, tables: dict[str, pa.Table], detections: pa.Table, frames: pa.Table,
                   fetch, blur: bool) -> dict[str, bytes]:  # fmt: skip
     """``{file name: bytes}``: timeline.png, contact_sheet.jpg, event-NNN.jpg, report.html."""
     from vigil.review.render import contact_sheet_jpeg, event_thumbnails, timeline_png
 
-    title = f"{manifest['recording_id']} — {manifest['source']['uri']}"
-    timeline = timeline_png(frames, tables[PRESENCE], tables[POSE_EVENTS], manifest["coverage"], title)
+    title = f"{manifest.recording_id} — {manifest.source.uri}"
+    timeline = timeline_png(frames, tables[PRESENCE], tables[POSE_EVENTS], manifest.coverage, title)
     sheet = contact_sheet_jpeg(tables[TRACKS], detections, fetch, blur)
     thumbnails = event_thumbnails(tables[POSE_EVENTS], detections, fetch, blur)
     artifacts = {"timeline.png": timeline}
@@ -66,13 +66,13 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
     from vigil.uri import join_uri
 
     listed = query.manifests(out, conn_id)
-    matches = [m for m in listed if m["recording_id"] == recording or m["recording_id"].startswith(recording + "-")]
+    matches = [m for m in listed if m.recording_id == recording or m.recording_id.startswith(recording + "-")]
     if len(matches) != 1:
-        known = ", ".join(m["recording_id"] for m in listed) or "none"
+        known = ", ".join(m.recording_id for m in listed) or "none"
         raise ParameterError(f"{recording!r} matches {len(matches)} recordings under {out} (known: {known})")
     manifest = matches[0]
     con = query.connect(out, conn_id)
-    rid = manifest["recording_id"]
+    rid = manifest.recording_id
 
     def rows(sql: str):
         return con.sql(sql, params=[rid]).to_arrow_table()
@@ -80,13 +80,13 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
     tables = {t: rows(f"SELECT * FROM {t} WHERE recording_id = $1") for t in DERIVED_TABLES}
     detections = rows("SELECT * FROM detections WHERE recording_id = $1")
     frames = rows("SELECT * FROM frames WHERE recording_id = $1 ORDER BY pts_s")
-    fetch = source_fetcher(manifest["source"], manifest["probe"], conn_id)
+    fetch = source_fetcher(manifest.source, manifest.probe, conn_id)
     try:
         html = render_review(manifest, tables, detections, frames, fetch, blur)
     except (VigilError, OSError) as exc:
         if blur:
             raise ParameterError(f"cannot read the source to render blurred pictures: {exc}") from exc
-        stored = manifest.get("artifacts", {}).get("report.html")
+        stored = manifest.artifacts.get("report.html")
         if not stored:
             raise
         html = {"report.html": storage_for(out, conn_id).read_bytes(join_uri(out, stored["path"]))}

@@ -34,7 +34,7 @@ def case_data(out: str, conn_id: str | None = None) -> dict:
     clips = load_clip_records(out, conn_id)
     lanes = []
     for manifest in query.manifests(out, conn_id):
-        rid = manifest["recording_id"]
+        rid = manifest.recording_id
         presence = con.execute(
             "SELECT start_s, end_s, max_persons FROM presence WHERE recording_id = ? ORDER BY start_s", [rid]
         ).fetchall()
@@ -46,13 +46,13 @@ def case_data(out: str, conn_id: str | None = None) -> dict:
                                      AND r.target_id = e.event) ORDER BY event""", [rid]).fetchall()  # fmt: skip
         lanes.append({
             "id": rid,
-            "camera": manifest["source"]["uri"].rsplit("/", 1)[-1],
-            "start": _epoch_ms(manifest.get("recording_start")),
-            "duration": manifest["duration_s"],
-            "gaps": [[a, b, s] for a, b, s in manifest["coverage"] if s not in ("ok", "static")],
+            "camera": manifest.source.uri.rsplit("/", 1)[-1],
+            "start": _epoch_ms(manifest.recording_start),
+            "duration": manifest.duration_s,
+            "gaps": [[a, b, s] for a, b, s in manifest.coverage if s not in ("ok", "static")],
             "presence": [[round(a, 3), round(b, 3), n] for a, b, n in presence],
             "events": [[n, p, t, round(a, 3), round(b, 3), round(float(sc), 2), rv,
-                        _clip_for(clips, rid, a, min(b, manifest["duration_s"]))]
+                        _clip_for(clips, rid, a, min(b, manifest.duration_s))]
                        for n, p, t, a, b, sc, rv in events],  # fmt: skip
         })  # fmt: skip
     return {"out": out, "lanes": lanes, "similar": _similar_tracks(con, lanes)}
@@ -83,7 +83,7 @@ def thumbnails(out: str, data: dict, conn_id: str | None = None, limit: int = TH
     from vigil.uri import join_uri
 
     storage = storage_for(out, conn_id)
-    artifacts = {m["recording_id"]: m.get("artifacts", {}) for m in query.manifests(out, conn_id)}
+    artifacts = {m.recording_id: m.artifacts for m in query.manifests(out, conn_id)}
     ranked = sorted(((e[5], lane["id"], e[0]) for lane in data["lanes"] for e in lane["events"]), reverse=True)
     pictures = {}
     for _, rid, number in ranked[:limit]:

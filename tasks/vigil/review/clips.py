@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 
 from vigil.errors import IntegrityError, ParameterError, RecordingError
-from vigil.store.manifest import load_manifest, manifest_bytes, sealed_records
+from vigil.store.manifest import load_sealed, manifest_bytes, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
-CLIPS = "clips"
+from vigil.store.layout import CLIPS, partition  # noqa: E402  (clips live where the layout says)
 CLIP_FORMAT = "clip-1"
 _SEEK_BACK_S = (0, 2, 10, 60, 600)  # how far before the start to look for a keyframe, in turn
 
@@ -58,26 +58,26 @@ def make_clip(out: str, recording: str, start: float, end: float, pad: float = 0
     from vigil.review.query import manifests
 
     manifest = _one_manifest(manifests(out, conn_id), recording)
-    described = RecordingProbe.from_dict(manifest["probe"])
+    described = RecordingProbe.from_dict(manifest.probe)
     duration = float(described.duration)
     if pad < 0 or not 0 <= start < end:
         raise ParameterError(f"a clip needs 0 <= --from < --to and --pad >= 0; got from={start}, to={end}, pad={pad}")
     if start >= duration:
-        raise ParameterError(f"--from {start} s lies past the end of {manifest['recording_id']} ({duration:.3f} s)")
+        raise ParameterError(f"--from {start} s lies past the end of {manifest.recording_id} ({duration:.3f} s)")
     lo, hi = max(0.0, start - pad), min(duration, end + pad)
     lo_pts = described.start_pts + int(Fraction(lo) / described.tb)
     hi_pts = described.start_pts + int(Fraction(hi) / described.tb)
-    source = manifest["source"]
-    stream_index = int(manifest.get("stream_index", 0))
+    source = manifest.source.to_dict()
+    stream_index = int(getattr(manifest, "stream_index", 0))  # one video stream per recording until stated otherwise
     data, copied = _copy_packets(source, stream_index, lo_pts, hi_pts, source_conn_id)
     digest = hashlib.sha256(data).hexdigest()
-    name = f"{manifest['recording_id']}_{_stamp(lo)}-{_stamp(hi)}_{digest[:8]}.mp4"
-    clip_path = "/".join((CLIPS, f"recording_id={manifest['recording_id']}", name))
+    name = f"{manifest.recording_id}_{_stamp(lo)}-{_stamp(hi)}_{digest[:8]}.mp4"
+    clip_path = "/".join((CLIPS, partition(manifest.recording_id), name))
     actual_start = float(described.seconds(copied["first_pts"]))
     actual_end = float(described.seconds(copied["end_pts"]))
-    wall = _wall_clock(manifest.get("recording_start"))
+    wall = _wall_clock(manifest.recording_start)
     record = ClipRecord(
-        recording_id=manifest["recording_id"],
+        recording_id=manifest.recording_id,
         clip_path=clip_path,
         clip_sha256=digest,
         clip_bytes=len(data),
@@ -102,7 +102,7 @@ def verify_clips(out: str, conn_id: str | None = None) -> list[str]:
         if not info.uri.endswith(".json"):
             continue
         try:
-            record = load_manifest(storage.read_bytes(info.uri), info.uri)
+            record = load_sealed(storage.read_bytes(info.uri), info.uri)
             data = storage.read_bytes(join_uri(out, record["clip_path"]))
         except (IntegrityError, RecordingError) as exc:
             problems.append(str(exc))
@@ -120,11 +120,11 @@ def load_clip_records(out: str, conn_id: str | None = None) -> list[dict]:
     return sealed_records(storage_for(out, conn_id), join_uri(out, CLIPS))
 
 
-def _one_manifest(listed: list[dict], recording: str) -> dict:
-    exact = [m for m in listed if m["recording_id"] == recording]
-    matches = exact or [m for m in listed if m["recording_id"].startswith(recording)]
+def _one_manifest(listed: list, recording: str):
+    exact = [m for m in listed if m.recording_id == recording]
+    matches = exact or [m for m in listed if m.recording_id.startswith(recording)]
     if len(matches) != 1:
-        names = ", ".join(m["recording_id"] for m in matches) or "none"
+        names = ", ".join(m.recording_id for m in matches) or "none"
         raise ParameterError(f"recording {recording!r} must name exactly one recording of the output; matches: {names}")
     return matches[0]
 

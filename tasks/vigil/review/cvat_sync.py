@@ -165,10 +165,10 @@ def compare(analysis: TrackGeometry, found: TrackGeometry, boxes: bool = True) -
 def _video(out: str, recording_id: str, conn_id: str | None) -> VideoMeta:
     from vigil.review.query import manifests
 
-    manifest = next(m for m in manifests(out, conn_id) if m["recording_id"] == recording_id)
-    probe = manifest.get("probe", {})
-    name = PurePosixPath(parse_uri(manifest["source"]["uri"]).key).name
-    return VideoMeta(name, manifest.get("frame_count") or probe.get("frame_count"), probe.get("width"), probe.get("height"))
+    manifest = next(m for m in manifests(out, conn_id) if m.recording_id == recording_id)
+    probe = manifest.probe
+    name = PurePosixPath(parse_uri(manifest.source.uri).key).name
+    return VideoMeta(name, manifest.frame_count or probe.get("frame_count"), probe.get("width"), probe.get("height"))
 
 
 def _check_same_video(found: VideoMeta, video: VideoMeta) -> None:

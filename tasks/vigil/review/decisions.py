@@ -15,11 +15,11 @@ import uuid
 from datetime import datetime, timezone
 
 from vigil.errors import IntegrityError, ObjectNotFound, ParameterError
-from vigil.store.manifest import load_manifest, manifest_bytes, sealed_records
+from vigil.store.manifest import load_sealed, manifest_bytes, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
-REVIEWS = "reviews"
+from vigil.store.layout import REVIEWS  # noqa: E402
 DECISIONS = ("confirmed", "rejected", "uncertain")
 TARGETS = ("track", "event")
 RECORD_FORMAT = "review-1"
@@ -82,7 +82,7 @@ def verify_decisions(out: str, conn_id: str | None = None) -> list[str]:
     problems = []
     for info in storage.list(join_uri(out, REVIEWS)):
         try:
-            record = load_manifest(storage.read_bytes(info.uri), info.uri)
+            record = load_sealed(storage.read_bytes(info.uri), info.uri)
         except IntegrityError as exc:
             problems.append(str(exc))
             continue

@@ -1,13 +1,15 @@
 """Investigator queries over an output location, with DuckDB.
 
 Only files listed in a recording's manifest are read: a shard file without a manifest (a run
-that crashed, an attempt that lost a race) is never part of an answer.
+that crashed, an attempt that lost a race) is never part of an answer. When runs with different
+settings left several manifests for one recording, the latest finalized one answers.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,10 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vigil.errors import ParameterError
-from vigil.store.manifest import file_uris, load_manifest
-from vigil.store.schema import ALL_TABLES, DETECTIONS, MANIFESTS, SCHEMAS
+from vigil.store.manifest import Manifest, file_uris, read_manifests
+from vigil.store.schema import ALL_TABLES, DETECTIONS, SCHEMAS
 from vigil.store.storage import storage_for
-from vigil.uri import join_uri
+
+log = logging.getLogger(__name__)
 
 
 # DuckDB settings for every connection vigil opens: the tables are registered from memory, so
@@ -40,15 +43,18 @@ class Result:
     rows: list[tuple]
 
 
-def manifests(out: str, conn_id: str | None = None) -> list[dict]:
-    """Every manifest under ``out``; an altered manifest is refused (run ``vigil verify``)."""
-    storage = storage_for(out, conn_id)
-    found = [
-        load_manifest(storage.read_bytes(info.uri), info.uri)
-        for info in storage.list(join_uri(out, MANIFESTS))
-        if info.uri.endswith(".json")
-    ]
-    return sorted(found, key=lambda m: m["recording_id"])
+def manifests(out: str, conn_id: str | None = None) -> list[Manifest]:
+    """The manifest of each recording under ``out`` (its latest run). An altered or unreadable
+    manifest is left out and logged (run ``vigil verify``); it never hides the others."""
+    listing = read_manifests(storage_for(out, conn_id), out)
+    for _, problem in listing.problems:
+        log.warning("left out: %s (run vigil verify)", problem)
+    latest: dict[str, Manifest] = {}
+    for _, manifest in listing.found:
+        known = latest.get(manifest.recording_id)
+        if known is None or manifest.finalized_at > known.finalized_at:
+            latest[manifest.recording_id] = manifest
+    return [latest[rid] for rid in sorted(latest)]
 
 
 def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -74,12 +80,12 @@ def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
     recordings = pa.Table.from_pylist(
         [
             {
-                "recording_id": m["recording_id"],
-                "source_uri": m["source"]["uri"],
-                "sha256": m["source"]["sha256"],
-                "duration_s": m["duration_s"],
-                "sampled_frames": m["totals"]["sampled_frames"],
-                "detections": m["totals"]["detections"],
+                "recording_id": m.recording_id,
+                "source_uri": m.source.uri,
+                "sha256": m.source.sha256,
+                "duration_s": m.duration_s,
+                "sampled_frames": m.totals["sampled_frames"],
+                "detections": m.totals["detections"],
             }
             for m in listed
         ],

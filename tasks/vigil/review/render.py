@@ -11,10 +11,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from vigil.analysis.postures import HEAD, MIN_CONF
-
-SKELETON = [(5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14),
-            (14, 16), (0, 1), (0, 2), (1, 3), (2, 4)]  # fmt: skip
+from vigil.analysis.postures import MIN_CONF
+from vigil.model.keypoints import HEAD, SKELETON
 POSTURE_COLOURS = {"lying": "#d62728", "hands_raised": "#ff7f0e", "arms_behind_back": "#9467bd",
                    "kneeling_or_crouching": "#8c564b", "suspended": "#e377c2"}  # fmt: skip
 

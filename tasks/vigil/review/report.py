@@ -13,6 +13,7 @@ import hashlib
 import html
 
 from vigil.review.render import CONTACT_SHEET_LIMIT, timecode
+from vigil.store.manifest import Manifest
 
 
 STYLE = """
@@ -51,12 +52,12 @@ def _table(headers: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body or '<tr><td colspan=9>none</td></tr>'}</tbody></table>"
 
 
-def report_html(manifest: dict, presence: list[dict], events: list[dict], tracks: list[dict],
+def report_html(manifest: Manifest, presence: list[dict], events: list[dict], tracks: list[dict],
                 timeline: bytes, contact_sheet: bytes | None, thumbnails: list[bytes], blurred: bool) -> str:  # fmt: skip
     """The page: provenance, coverage, timeline, presence intervals, events with thumbnails, tracks."""
-    source = manifest["source"]
+    source = manifest.source
     wall = lambda value: value.isoformat() if hasattr(value, "isoformat") else (value or "")  # noqa: E731
-    coverage = [[f"{timecode(a)} – {timecode(b)}", s] for a, b, s in manifest["coverage"]]
+    coverage = [[f"{timecode(a)} – {timecode(b)}", s] for a, b, s in manifest.coverage]
     presence_rows = [[p["interval"], timecode(p["start_s"]), timecode(p["end_s"]), f"{p['end_s'] - p['start_s']:.1f} s",
                       wall(p["start_captured_at"]), p["max_persons"], ", ".join(map(str, p["track_ids"]))]
                      for p in presence]  # fmt: skip
@@ -65,21 +66,21 @@ def report_html(manifest: dict, presence: list[dict], events: list[dict], tracks
                   for e, thumb in zip(events, thumbnails)]  # fmt: skip
     track_rows = [[t["track_id"], timecode(t["first_s"]), timecode(t["last_s"]), t["frames"],
                    f"{t['mean_confidence']:.2f}", timecode(t["best_pts_s"])] for t in tracks]  # fmt: skip
-    warnings = "".join(f"<li>{_e(w)}</li>" for w in manifest.get("warnings", []))
-    params, model = manifest["params"], manifest["model"]
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in manifest.warnings)
+    params, model = manifest.params, manifest.model
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>vigil report — {_e(manifest['recording_id'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>vigil report — {_e(manifest.recording_id)}</title>
 <style>{STYLE}</style></head><body>
-<h1>vigil — {_e(manifest['recording_id'])}</h1>
+<h1>vigil — {_e(manifest.recording_id)}</h1>
 <dl>
-<dt>source</dt><dd>{_e(source['uri'])}</dd>
-<dt>SHA-256</dt><dd>{_e(source['sha256'])}</dd>
-<dt>size / ETag / version</dt><dd>{_e(source['size'])} bytes / {_e(source.get('etag') or '—')} / {_e(source.get('version_id') or '—')}</dd>
-<dt>duration</dt><dd>{_e(timecode(manifest['duration_s']))} ({_e(manifest['frame_count'])} frames)</dd>
-<dt>recording start</dt><dd>{_e(manifest.get('recording_start') or 'unknown')}</dd>
+<dt>source</dt><dd>{_e(source.uri)}</dd>
+<dt>SHA-256</dt><dd>{_e(source.sha256)}</dd>
+<dt>size / ETag / version</dt><dd>{_e(source.size)} bytes / {_e(source.etag or '—')} / {_e(source.version_id or '—')}</dd>
+<dt>duration</dt><dd>{_e(timecode(manifest.duration_s))} ({_e(manifest.frame_count)} frames)</dd>
+<dt>recording start</dt><dd>{_e(manifest.recording_start or 'unknown')}</dd>
 <dt>sampling</dt><dd>{_e(params['sample_fps'])} frames/s, shards of {_e(params['shard_seconds'])} s</dd>
 <dt>model</dt><dd>{_e(model['name'])} {_e(model['sha256'])}</dd>
-<dt>runtime</dt><dd>{_e(manifest['runtime'])}; vigil {_e(manifest['vigil_version'])}</dd>
+<dt>runtime</dt><dd>{_e(', '.join(manifest.runtimes))}; vigil {_e(manifest.vigil_version)}</dd>
 <dt>faces</dt><dd>{'blurred in these pictures (not in the data)' if blurred else 'not blurred'}</dd>
 </dl>
 {f'<ul class=warn>{warnings}</ul>' if warnings else ''}

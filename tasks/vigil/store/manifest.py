@@ -14,12 +14,15 @@ import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from vigil.errors import IntegrityError
-from vigil.store.schema import ALL_TABLES, DERIVED_TABLES, MANIFESTS, TABLES
+from vigil.errors import ManifestError
+from vigil.store.contracts import SourceVersion
+from vigil.store.layout import manifest_recording, manifest_uris, partition_value
+from vigil.store.schema import ALL_TABLES, DERIVED_TABLES, MANIFESTS, STATUSES, TABLES
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
 
 HASH_FIELD = "manifest_sha256"
+MANIFEST_VERSION = 2  # 2: per-shard runtime, ``runtimes`` and ``run_key``; version 1 is read too
 
 
 def manifest_bytes(manifest: dict) -> bytes:
@@ -41,23 +44,135 @@ def relative_entry(entry: dict, out: str) -> dict:
     return {"path": entry["uri"][len(prefix):], **{k: v for k, v in entry.items() if k != "uri"}}
 
 
-def file_uris(manifest: dict, out: str, table: str) -> list[str]:
+def merge_coverage(ranges) -> list[list]:
+    """Join adjacent ``[start_s, end_s, status]`` ranges of the same status (across shards)."""
+    merged: list[list] = []
+    for lo, hi, status in sorted(ranges):
+        if merged and merged[-1][2] == status and abs(merged[-1][1] - lo) < 1e-9:
+            merged[-1][1] = hi
+        else:
+            merged.append([lo, hi, status])
+    return merged
+
+
+@dataclass(frozen=True)
+class ManifestShard:
+    """One shard as a manifest lists it: its exact range, files (paths relative to the output), coverage."""
+
+    index: int
+    start: Fraction
+    end: Fraction
+    files: dict[str, dict]  # table -> {"path", "sha256", "rows", "bytes"}
+    coverage: list[list]  # [start_s, end_s, status]
+    runtime: str | None = None  # absent in version-1 manifests
+
+    def to_dict(self) -> dict:
+        values = {"index": self.index, "start": str(self.start), "end": str(self.end), "start_s": float(self.start),
+                  "end_s": float(self.end), "files": self.files, "coverage": self.coverage}  # fmt: skip
+        return values if self.runtime is None else {**values, "runtime": self.runtime}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ManifestShard":
+        return cls(int(values["index"]), Fraction(values["start"]), Fraction(values["end"]), values["files"],
+                   values["coverage"], values.get("runtime"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The per-recording record of one run: what was analysed, how, and every file it wrote."""
+
+    recording_id: str
+    source: SourceVersion
+    duration: Fraction  # exact, seconds
+    frame_count: int
+    probe: dict  # the stream's timing: enough to find any frame again (vigil report)
+    warnings: list[str]
+    params: dict
+    params_fingerprint: str
+    model: dict
+    runtimes: list[str]  # every runtime that computed a shard, sorted (NVDEC and CPU may alternate)
+    recording_start: str | None
+    shards: list[ManifestShard]
+    derived: dict[str, dict]  # table -> relative entry
+    totals: dict
+    finalized_at: str
+    vigil_version: str
+    schema_version: int
+    artifacts: dict[str, dict] = field(default_factory=dict)  # review file name -> relative entry
+    run_key: str | None = None  # absent in version-1 manifests
+    version: int = MANIFEST_VERSION
+
+    @property
+    def coverage(self) -> list[list]:
+        """The recording's ``[start_s, end_s, status]`` ranges, joined across shards."""
+        return merge_coverage(c for shard in self.shards for c in shard.coverage)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.duration)
+
+    def status_seconds(self) -> dict[str, float]:
+        return {f"{status}_seconds": round(sum(hi - lo for lo, hi, s in self.coverage if s == status), 3)
+                for status in STATUSES}  # fmt: skip
+
+    def to_dict(self) -> dict:
+        values = {
+            "schema_version": self.schema_version, "recording_id": self.recording_id, "source": self.source.to_dict(),
+            "duration": str(self.duration), "duration_s": self.duration_s, "frame_count": self.frame_count,
+            "probe": self.probe, "warnings": self.warnings, "params": self.params,
+            "params_fingerprint": self.params_fingerprint, "model": self.model, "recording_start": self.recording_start,
+            "shards": [s.to_dict() for s in self.shards], "coverage": self.coverage, "derived": self.derived,
+            "totals": self.totals, "artifacts": self.artifacts, "finalized_at": self.finalized_at,
+            "vigil_version": self.vigil_version,
+        }  # fmt: skip
+        if self.version == 1:
+            return {**values, "runtime": self.runtimes[0]}
+        return {**values, "manifest_version": self.version, "runtimes": self.runtimes, "run_key": self.run_key}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Manifest":
+        """A manifest of this version or version 1 (one ``runtime``, no ``run_key``)."""
+        version = int(values.get("manifest_version", 1))
+        return cls(
+            recording_id=values["recording_id"], source=SourceVersion.from_dict(values["source"]),
+            duration=Fraction(values["duration"]), frame_count=int(values["frame_count"]), probe=values["probe"],
+            warnings=list(values.get("warnings", [])), params=values["params"],
+            params_fingerprint=values["params_fingerprint"], model=values["model"],
+            runtimes=list(values["runtimes"]) if "runtimes" in values else [values["runtime"]],
+            recording_start=values.get("recording_start"),
+            shards=sorted((ManifestShard.from_dict(s) for s in values["shards"]), key=lambda s: s.index),
+            derived=values.get("derived", {}), totals=values["totals"], finalized_at=values["finalized_at"],
+            vigil_version=values["vigil_version"], schema_version=int(values["schema_version"]),
+            artifacts=values.get("artifacts", {}), run_key=values.get("run_key"), version=version,
+        )  # fmt: skip
+
+    def entries(self) -> list[dict]:
+        """Every file the manifest lists: shard files, derived tables, review artifacts."""
+        return [s.files[t] for s in self.shards for t in TABLES] + [*self.derived.values(), *self.artifacts.values()]
+
+
+def file_uris(manifest: Manifest, out: str, table: str) -> list[str]:
     """The URIs of one table's files listed by a manifest, resolved against where the output is now."""
-    if table in manifest.get("derived", {}):
-        return [join_uri(out, manifest["derived"][table]["path"])]
+    if table in manifest.derived:
+        return [join_uri(out, manifest.derived[table]["path"])]
     if table in DERIVED_TABLES:
         return []  # a derived table this recording lacks (track_appearance when frames were unreadable)
-    return [join_uri(out, shard["files"][table]["path"]) for shard in sorted(manifest["shards"], key=lambda s: s["index"])]
+    return [join_uri(out, shard.files[table]["path"]) for shard in manifest.shards]
 
 
 def sealed_records(storage: Storage, prefix_uri: str) -> list[dict]:
     """Every sealed JSON record under a prefix (clip records, review decisions); an altered one is
     a ``ManifestError`` naming it."""
-    return [load_manifest(storage.read_bytes(i.uri), i.uri) for i in storage.list(prefix_uri) if i.uri.endswith(".json")]
+    return [load_sealed(storage.read_bytes(i.uri), i.uri) for i in storage.list(prefix_uri) if i.uri.endswith(".json")]
 
 
-def load_manifest(data: bytes, uri: str) -> dict:
+def load_manifest(data: bytes, uri: str) -> Manifest:
     """Parse a manifest, refusing one whose bytes are not exactly what vigil wrote."""
+    return Manifest.from_dict(load_sealed(data, uri))
+
+
+def load_sealed(data: bytes, uri: str) -> dict:
+    """A manifest's JSON, checked against its own hash."""
     try:
         manifest = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -69,8 +184,24 @@ def load_manifest(data: bytes, uri: str) -> dict:
     return manifest
 
 
-class ManifestError(IntegrityError):
-    """A manifest is unreadable or has been altered."""
+@dataclass(frozen=True)
+class Listing:
+    """The manifests under an output location, and the ones that could not be read (and why)."""
+
+    found: list[tuple[str, Manifest]]
+    problems: list[tuple[str, str]]  # (manifest URI, what is wrong with it)
+
+
+def read_manifests(storage: Storage, out: str) -> Listing:
+    """Every manifest under ``out``; one that is altered or unreadable is reported, never allowed to
+    hide the others."""
+    found, problems = [], []
+    for uri in manifest_uris(storage, out):
+        try:
+            found.append((uri, load_manifest(storage.read_bytes(uri), uri)))
+        except (ManifestError, KeyError, TypeError, ValueError) as exc:
+            problems.append((uri, str(exc) if isinstance(exc, ManifestError) else f"{uri}: not a readable manifest ({exc!r})"))
+    return Listing(found, problems)
 
 
 @dataclass
@@ -87,25 +218,20 @@ class Report:
 def verify(storage: Storage, out: str) -> Report:
     """Re-hash every file against its manifest and check that shards tile each recording."""
     report = Report()
-    manifest_infos = [i for i in storage.list(join_uri(out, MANIFESTS)) if i.uri.endswith(".json")]
+    listing = read_manifests(storage, out)
     listed: set[str] = set()
     recordings: set[str] = set()
-    for info in manifest_infos:
-        try:
-            manifest = load_manifest(storage.read_bytes(info.uri), info.uri)
-        except ManifestError as exc:
-            report.problems.append(str(exc))
-            recordings.add(info.uri.rsplit("/", 1)[-1].removesuffix(".json"))
-            continue
-        recordings.add(manifest["recording_id"])
-        report.checked.append(info.uri)
-        _check_tiling(manifest, info.uri, report)
-        entries = [shard["files"][table] for shard in manifest["shards"] for table in TABLES]
-        entries += list(manifest.get("derived", {}).values()) + list(manifest.get("artifacts", {}).values())
-        for entry in entries:
-            uri = join_uri(out, entry["path"])
-            listed.add(uri)
-            _check_file(storage, uri, entry, report)
+    for uri, problem in listing.problems:
+        report.problems.append(problem)
+        recordings.add(manifest_recording(uri))
+    for uri, manifest in listing.found:
+        recordings.add(manifest.recording_id)
+        report.checked.append(uri)
+        _check_tiling(manifest, uri, report)
+        for entry in manifest.entries():
+            file_uri = join_uri(out, entry["path"])
+            listed.add(file_uri)
+            _check_file(storage, file_uri, entry, report)
 
     # Output files no manifest lists: harmless leftovers of a superseded run when their
     # recording has a manifest; a sign of a removed manifest when it has none.
@@ -113,12 +239,12 @@ def verify(storage: Storage, out: str) -> Report:
         for info in storage.list(join_uri(out, table)):
             if info.uri in listed or not info.uri.endswith(".parquet"):
                 continue
-            recording = _partition_value(info.uri)
+            recording = partition_value(info.uri)
             if recording in recordings:
                 report.notes.append(f"{info.uri}: not listed by its recording's manifest (superseded; ignored by readers)")
             else:
                 report.problems.append(f"{info.uri}: output file of recording {recording!r}, which has no manifest")
-    if not manifest_infos:
+    if not listing.found and not listing.problems:
         report.problems.append(f"{join_uri(out, MANIFESTS)}: no manifest found; is this a vigil output location?")
     return report
 
@@ -142,25 +268,17 @@ def _check_file(storage: Storage, uri: str, entry: dict, report: Report) -> None
     report.checked.append(uri)
 
 
-def _check_tiling(manifest: dict, uri: str, report: Report) -> None:
-    shards = sorted(manifest["shards"], key=lambda s: s["index"])
-    if [s["index"] for s in shards] != list(range(len(shards))):
-        report.problems.append(f"{uri}: shard indices {[s['index'] for s in shards]} are not 0..{len(shards) - 1}")
+def _check_tiling(manifest: Manifest, uri: str, report: Report) -> None:
+    shards = manifest.shards
+    if [s.index for s in shards] != list(range(len(shards))):
+        report.problems.append(f"{uri}: shard indices {[s.index for s in shards]} are not 0..{len(shards) - 1}")
     cursor = Fraction(0)
     for shard in shards:
-        start, end = Fraction(shard["start"]), Fraction(shard["end"])
-        if start != cursor:
-            kind = "gap" if start > cursor else "overlap"
-            report.problems.append(f"{uri}: {kind} before shard {shard['index']} ({float(cursor)} s to {float(start)} s)")
-        if end <= start:
-            report.problems.append(f"{uri}: shard {shard['index']} is empty or reversed")
-        cursor = end
-    if cursor != Fraction(manifest["duration"]):
-        report.problems.append(f"{uri}: shards end at {float(cursor)} s, the recording at {manifest['duration_s']} s")
-
-
-def _partition_value(uri: str) -> str | None:
-    for part in uri.split("/"):
-        if part.startswith("recording_id="):
-            return part.split("=", 1)[1]
-    return None
+        if shard.start != cursor:
+            kind = "gap" if shard.start > cursor else "overlap"
+            report.problems.append(f"{uri}: {kind} before shard {shard.index} ({float(cursor)} s to {float(shard.start)} s)")
+        if shard.end <= shard.start:
+            report.problems.append(f"{uri}: shard {shard.index} is empty or reversed")
+        cursor = shard.end
+    if cursor != manifest.duration:
+        report.problems.append(f"{uri}: shards end at {float(cursor)} s, the recording at {manifest.duration_s} s")

@@ -10,9 +10,15 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import BinaryIO
 
-from vigil.errors import ObjectNotFound, ParameterError, StorageError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vigil.errors import ObjectNotFound, ParameterError, SourceChanged, StorageError
 from vigil.store.storage import ObjectInfo
 from vigil.uri import normalise_uri, parse_uri, s3_uri
+
+# What the S3 client itself raises. Anything else is a bug in vigil and must surface as one, not be
+# turned into a retryable StorageError that burns the task's retries.
+S3_ERRORS = (BotoCoreError, ClientError)
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,13 @@ class S3Settings:
             from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
         except ImportError as exc:  # pragma: no cover - airflow is a dependency
             raise ParameterError(f"S3 connection id {conn_id!r} given but Airflow is not installed") from exc
+        from airflow.exceptions import AirflowException
+
         try:
             hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
             config = hook.conn_config
             creds = hook.get_credentials()
-        except Exception as exc:
+        except (AirflowException, *S3_ERRORS) as exc:
             raise ParameterError(
                 f"cannot read Airflow connection {conn_id!r}: {type(exc).__name__}; define it in Airflow "
                 f"or as AIRFLOW_CONN_{conn_id.upper()}"
@@ -108,7 +116,7 @@ class S3Storage:
                             last_modified=_iso(item.get("LastModified")),
                         )
                     )
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise _translate(exc, prefix_uri) from exc
         return found
 
@@ -116,7 +124,7 @@ class S3Storage:
         parsed = parse_uri(uri)
         try:
             head = self._client.head_object(Bucket=parsed.bucket, Key=parsed.key)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise _translate(exc, uri) from exc
         return ObjectInfo(
             uri=normalise_uri(uri),
@@ -130,7 +138,8 @@ class S3Storage:
         """A ranged reader; with ``etag`` every read is pinned to that version of the object."""
         info = self.stat(uri)
         if etag and info.etag != etag:
-            raise ObjectNotFound(f"{uri}: the object changed (ETag {etag} -> {info.etag})")
+            raise SourceChanged(f"{uri}: the object changed since it was planned (ETag {etag} -> {info.etag}); "
+                                "trigger the run again")
         parsed = parse_uri(uri)
         return S3RangeReader(self._client, parsed.bucket, parsed.key, info)
 
@@ -138,7 +147,7 @@ class S3Storage:
         parsed = parse_uri(uri)
         try:
             return self._client.get_object(Bucket=parsed.bucket, Key=parsed.key)["Body"].read()
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise _translate(exc, uri) from exc
 
     def write_bytes(self, uri: str, data: bytes, *, if_absent: bool = False) -> bool:
@@ -147,7 +156,7 @@ class S3Storage:
         kwargs = {"IfNoneMatch": "*"} if if_absent else {}
         try:
             self._client.put_object(Bucket=parsed.bucket, Key=parsed.key, Body=data, **kwargs)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             if if_absent and _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 return False
             raise _translate(exc, uri) from exc
@@ -157,7 +166,7 @@ class S3Storage:
         parsed = parse_uri(uri)
         try:
             self._client.delete_object(Bucket=parsed.bucket, Key=parsed.key)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise _translate(exc, uri) from exc
 
 
@@ -220,7 +229,7 @@ class S3RangeReader(io.RawIOBase):
         try:
             body = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end}", **kwargs)
             data = body["Body"].read()
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise _translate(exc, s3_uri(self._bucket, self._key)) from exc
         with self._lock:
             self.bytes_fetched += len(data)
@@ -240,13 +249,13 @@ def _error_code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
-def _translate(exc: Exception, uri: str) -> Exception:
+def _translate(exc: BotoCoreError | ClientError, uri: str) -> Exception:
     """Map a botocore error to vigil's tree: missing objects are final, the rest may be retried."""
     code = _error_code(exc)
     if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
         return ObjectNotFound(f"{uri}: no such object ({code})")
     if code in ("PreconditionFailed", "412"):
-        return ObjectNotFound(f"{uri}: the object changed while it was being read ({code})")
+        return SourceChanged(f"{uri}: the object changed while it was being read ({code}); trigger the run again")
     if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         return ParameterError(f"{uri}: access denied ({code}); check the connection's credentials and policy")
     return StorageError(f"{uri}: {type(exc).__name__}: {code or exc}")

@@ -4,7 +4,9 @@ Output layout under an output URI (Hive-partitioned by recording)::
 
     detections/recording_id=<id>/shard-<index>-<key>.parquet   one row per person per sampled frame
     frames/recording_id=<id>/shard-<index>-<key>.parquet       one row per sampled frame
-    manifests/<id>.json                                        the files a reader may trust
+    manifests/<id>.<run key>.json                              the files a reader may trust
+
+(``store/layout.py`` owns these paths, and the review, clip and ledger folders beside them.)
 
 ``recording_id`` is a partition column: it lives in the directory name, and readers that use Hive
 partitioning (DuckDB, pyarrow.dataset) get it back as a column. It is also stored in the files, so
@@ -16,16 +18,17 @@ from __future__ import annotations
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
-PROVENANCE_KEY = b"vigil.provenance"  # Parquet key-value metadata: JSON, see pipeline.provenance()
+PROVENANCE_KEY = b"vigil.provenance"  # Parquet key-value metadata: JSON, see orchestration/pipeline._provenance()
 
 DETECTIONS = "detections"
 FRAMES = "frames"
 MANIFESTS = "manifests"
 TABLES = (DETECTIONS, FRAMES)
 
+from vigil.model.keypoints import COCO_KEYPOINTS, KEYPOINTS  # noqa: E402,F401  (one vocabulary)
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_STATIC, STATUS_UNDECODABLE, STATUSES  # noqa: F401
 
-_keypoints = pa.list_(pa.float32(), 17)
+_keypoints = pa.list_(pa.float32(), KEYPOINTS)
 
 DETECTIONS_SCHEMA = pa.schema(
     [
@@ -164,7 +167,7 @@ DESCRIPTIONS = {
     "pts_s": "presentation time in seconds from the first frame of the stream (pts × time_base); for a bin without an analysed frame, the bin's start",
     "captured_at": "wall-clock UTC time of the frame; null when the recording's start time is unknown",
     "det_index": "rank of the person in the frame, 0 = highest confidence",
-    "track_id": "identity of the person across frames; null until tracking exists",
+    "track_id": "identity of the person across frames, assigned per recording once all its shards are done (shard files store null; the detections view fills it in)",
     "confidence": "person detection score, 0–1",
     "x1": "box left edge, source-frame pixels",
     "y1": "box top edge, source-frame pixels",
@@ -203,13 +206,6 @@ DESCRIPTIONS = {
     "view_frames": "frame_index of each view averaged into the descriptor (the best view and up to 4 more)",
     "status": "'ok': decoded and analysed; 'undecodable': the recording has frames here but none decoded; 'no_frame': the recording has no frame in this sampling interval; 'static': decoded but unchanged since an analysed frame, not analysed itself (see inherits_from)",
 }
-
-COCO_KEYPOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
-
 
 def markdown_table(table: str) -> str:
     """The README table for one output table's columns."""

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vigil.config import as_fraction
+from vigil.config import sampling_rate
 from vigil.model.detections import Detections
 from vigil.media.sharding import sample_bin
 from vigil.store.schema import DETECTIONS, FRAMES, PROVENANCE_KEY, SCHEMAS, STATUS_OK, STATUS_STATIC
@@ -111,7 +111,7 @@ class ShardRows:
 
     def coverage(self, start: Fraction, end: Fraction) -> list[list]:
         """``[start_s, end_s, status]`` ranges tiling the shard: what was analysed, and what not."""
-        interval = 1 / as_fraction(self.sample_fps)
+        interval = 1 / sampling_rate(self.sample_fps)
         ranges: list[list] = []
         for index in sorted(self.bins):
             lo, hi = max(start, index * interval), min(end, (index + 1) * interval)
