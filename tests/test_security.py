@@ -237,7 +237,7 @@ def test_a_duplicate_and_an_impossible_date_fail_alone(tmp_path, footage, monkey
     request = RunRequest(sources=(file_uri(tmp_path / "drop"),), out=file_uri(tmp_path / "out"),
                          params=ProcessParams(sample_fps=0.5, shard_seconds=60))  # fmt: skip
     planned = pipeline.plan_all(request, pipeline.discover(request))
-    assert {s["source"]["uri"] for s in planned["shards"]} == {file_uri(tmp_path / "drop" / "a" / "cam_20240301_221500.mp4")}
+    assert {s.plan.source.uri for s in planned["shards"]} == {file_uri(tmp_path / "drop" / "a" / "cam_20240301_221500.mp4")}
     reasons = {f["uri"].split("/drop/")[1]: f["error"] for f in planned["failed"]}
     assert set(reasons) == {"b/cam_20240301_221500.mp4", "c/cam_20240231_000000.mp4"}
     assert "same file name and content" in reasons["b/cam_20240301_221500.mp4"]

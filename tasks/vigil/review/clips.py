@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 
 from vigil.errors import IntegrityError, ParameterError, RecordingError
+from vigil.store.layout import CLIPS, partition
 from vigil.store.manifest import load_sealed, manifest_bytes, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
-from vigil.store.layout import CLIPS, partition  # noqa: E402  (clips live where the layout says)
 CLIP_FORMAT = "clip-1"
 _SEEK_BACK_S = (0, 2, 10, 60, 600)  # how far before the start to look for a keyframe, in turn
 

@@ -15,11 +15,11 @@ import uuid
 from datetime import datetime, timezone
 
 from vigil.errors import IntegrityError, ObjectNotFound, ParameterError
+from vigil.store.layout import REVIEWS
 from vigil.store.manifest import load_sealed, manifest_bytes, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
-from vigil.store.layout import REVIEWS  # noqa: E402
 DECISIONS = ("confirmed", "rejected", "uncertain")
 TARGETS = ("track", "event")
 RECORD_FORMAT = "review-1"

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from vigil.errors import IntegrityError, ObjectNotFound
+from vigil.errors import ObjectNotFound, SourceChanged
 from vigil.faults import checkpoint
 from vigil.store.storage import ObjectInfo
 from vigil.uri import file_uri, is_within, normalise_uri, parse_uri
@@ -71,7 +71,7 @@ class FileStorage:
         if etag and file_etag(os.fstat(handle.fileno())) != etag:
             now = file_etag(os.fstat(handle.fileno()))
             handle.close()
-            raise IntegrityError(f"{uri}: the file changed since it was hashed (size-mtime-inode {etag} -> {now}); trigger the run again")
+            raise SourceChanged(f"{uri}: the file changed since it was hashed (size-mtime-inode {etag} -> {now}); trigger the run again")
         return handle
 
     def read_bytes(self, uri: str) -> bytes:
