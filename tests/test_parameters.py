@@ -92,3 +92,8 @@ def test_a_new_declared_parameter_reaches_every_surface_by_itself():
     assert _WithFrameRate(frame_rate=25).frame_rate == 25.0
     with pytest.raises(ParameterError, match="frame_rate must be off \\(null\\) or in \\(0, 240\\]"):
         _WithFrameRate(frame_rate=500)
+
+
+def test_a_new_parameter_left_unset_keeps_earlier_fingerprints():
+    assert _WithFrameRate().fingerprint() == ProcessParams().fingerprint()
+    assert _WithFrameRate(frame_rate=25).fingerprint() != ProcessParams().fingerprint()

@@ -192,7 +192,11 @@ class ProcessParams:
         they move values by floating-point noise only (H.264/HEVC decoding is bit-exact), and each
         row records the runtime it came from."""
         hardware = ("device", "batch_size", "runtime", "decoder")
-        rows_depend_on = {k: v for k, v in self.to_dict().items() if k not in hardware}
+        # A parameter added later and left unset (None) stays out, so adding one does not change
+        # the fingerprint (and so the output keys) of every earlier run; these two predate the rule.
+        always = ("model_sha256", "static_gate")
+        rows_depend_on = {k: v for k, v in self.to_dict().items()
+                          if k not in hardware and (v is not None or k in always)}  # fmt: skip
         return hashlib.sha256(json.dumps(rows_depend_on, sort_keys=True).encode()).hexdigest()[:12]
 
 
