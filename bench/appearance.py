@@ -168,7 +168,7 @@ def evaluate_other_moments(out: str, rec1: str, rec2: str) -> dict:
     con = query.connect(out)
     truth = ground_truth(con, rec1, rec2)
     encoder = load_encoder()
-    manifests = {m["recording_id"]: m for m in query.manifests(out)}
+    manifests = {m.recording_id: m for m in query.manifests(out)}
     described = {}
     for rec, half in ((rec1, 0), (rec2, 1)):
         def rows(table):
@@ -179,7 +179,7 @@ def evaluate_other_moments(out: str, rec1: str, rec2: str) -> dict:
         spans = {t["track_id"]: (t["first_s"] + t["last_s"]) / 2 for t in tracks.to_pylist()}
         views = choose_views(tracks, rows("detections"), points, per_track=50)
         views = {tid: [v for v in vs if (v.pts_s < spans[tid]) == (half == 0)][:5] for tid, vs in views.items()}
-        fetch = source_fetcher(manifests[rec]["source"], manifests[rec]["probe"], None)
+        fetch = source_fetcher(manifests[rec].source, manifests[rec].probe, None)
         table = describe_tracks(rec, views, fetch, encoder.describe, encoder.method_version)
         described[rec] = {tid: np.array(d) for tid, d in zip(table["track_id"].to_pylist(), table["descriptor"].to_pylist())}
     ranks, margins = [], []
@@ -227,7 +227,7 @@ def build_and_process(work: Path, seconds: float, sample_fps: float) -> tuple[st
             raise SystemExit(f"vigil process {cam} failed ({code})")
     from vigil.review import query
 
-    ids = {m["source"]["uri"]: m["recording_id"] for m in query.manifests(out)}
+    ids = {m.source.uri: m.recording_id for m in query.manifests(out)}
     return out, ids[file_uri(cam1)], ids[file_uri(cam2)]
 
 

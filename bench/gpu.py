@@ -188,16 +188,17 @@ def _vigil_one_process(recording: Path, decoder: str, args) -> dict:
     from vigil.uri import file_uri
 
     out_dir = tempfile.mkdtemp(prefix=f"vigil-one-{decoder}-")
-    shards = _plan(recording, args, file_uri(out_dir))
-    for task in shards:
-        task["params"]["decoder"] = decoder
-    load_detector(ProcessParams.from_dict(shards[0]["params"])).detect([_blank()])  # warm: CUDA, cuDNN
+    from dataclasses import replace
+
+    shards = [replace(t, plan=replace(t.plan, params=replace(t.plan.params, decoder=decoder)))
+              for t in _plan(recording, args, file_uri(out_dir))]  # fmt: skip
+    load_detector(shards[0].plan.params).detect([_blank()])  # warm: CUDA, cuDNN
     began = time.perf_counter()
     results = [pipeline.detect_shard(task) for task in shards]
     seconds = time.perf_counter() - began
-    frames = sum(r["frames"] for r in results)
+    frames = sum(r.frames for r in results)
     return {"frames": frames, "seconds": round(seconds, 2), "frames_per_s": round(frames / seconds, 2),
-            "realtime_factor": round(frames / seconds, 1), "runtime": results[0]["runtime"],
+            "realtime_factor": round(frames / seconds, 1), "runtime": results[0].runtime,
             "boxes": _boxes(Path(out_dir))}  # fmt: skip
 
 
@@ -231,15 +232,17 @@ def _worker_pool(recording: Path, decoders: list[str], args) -> dict:
     try:
         for name, mix in mixes.items():
             out = file_uri(tempfile.mkdtemp(prefix=f"vigil-pool-{name}-"))
-            shards = [{**task, "out": out, "params": {**task["params"], "decoder": mix[i % len(mix)]}}
-                      for i, task in enumerate(planned)]  # fmt: skip
+            from dataclasses import replace
+
+            shards = [replace(t, plan=replace(t.plan, out=out, params=replace(t.plan.params, decoder=mix[i % len(mix)])))
+                      for i, t in enumerate(planned)]  # fmt: skip
             began = time.perf_counter()
             for task in shards:
                 tasks.put(task)
             outcomes = [done.get(timeout=900) for _ in shards]
             seconds = time.perf_counter() - began
             errors = [o["error"] for o in outcomes if "error" in o]
-            video_s = sum(float(Fraction(t["shard"]["end"]) - Fraction(t["shard"]["start"])) for t in shards)
+            video_s = sum(float(t.shard.end - t.shard.start) for t in shards)
             frames = sum(o.get("frames", 0) for o in outcomes)
             measured[name] = {"shards": len(shards), "video_s": round(video_s, 1), "seconds": round(seconds, 2),
                               "sampled_frames": frames, "sampled_frames_per_s": round(frames / seconds, 1),
@@ -265,7 +268,7 @@ def _worker(tasks, done, ready, params: dict) -> None:
     ready.put(round(time.perf_counter() - began, 1))
     while (task := tasks.get()) is not None:
         try:
-            done.put({"frames": pipeline.detect_shard(task)["frames"]})
+            done.put({"frames": pipeline.detect_shard(task).frames})
         except Exception as exc:
             done.put({"error": f"{type(exc).__name__}: {exc}"})
 

@@ -172,7 +172,7 @@ def _run_vigil(recording: str, sample_fps: float, shard_seconds: int, gate: floa
     frames, static = con.execute(
         "SELECT count(*) FILTER (WHERE status IN ('ok', 'static')), count(*) FILTER (WHERE status = 'static') FROM frames"
     ).fetchone()
-    return {"frames": frames, "static_frames": static, "seconds": seconds, "boxes": boxes, "runtime": results[0]["runtime"]}
+    return {"frames": frames, "static_frames": static, "seconds": seconds, "boxes": boxes, "runtime": results[0].runtime}
 
 
 def _agreement(baseline: dict, vigil: dict) -> dict:
