@@ -36,7 +36,7 @@ def test_every_track_has_one_unit_descriptor_listed_in_the_manifest_and_verified
         assert len(descriptor) == dims and abs(np.linalg.norm(descriptor) - 1) < 1e-4
         assert "yolo11n-pose.pt@" in method and 1 <= len(frames) <= 5
     for manifest in query.manifests(out):
-        assert "track_appearance" in manifest["derived"]
+        assert "track_appearance" in manifest.derived
     report = verify(storage_for(out), out)
     assert report.ok, report.problems
 
