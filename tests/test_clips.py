@@ -126,3 +126,25 @@ def test_a_clip_from_s3_uses_ranged_reads_and_matches_the_source_packets(s3_stor
     first = next(i for i, p in enumerate(source_packets) if p[0] == record.copied["first_pts"] and p[1])
     assert [p[2] for p in _packets(clip)] == [p[2] for p in source_packets[first : first + record.copied["packets"]]]
     assert record.copied["byte_end"] - record.copied["byte_start"] < footage.stat().st_size / 4
+
+
+def test_clips_requested_in_the_run_are_cut_for_every_interval_and_event_and_linked(footage, tmp_path):
+    import re
+
+    from vigil.review.query import connect
+    from vigil.uri import file_uri
+
+    source = tmp_path / "source" / "corridor.mp4"
+    source.parent.mkdir()
+    source.write_bytes(footage.read_bytes())
+    out = tmp_path / "out"
+    done = _vigil("process", file_uri(source), "--out", file_uri(out), *FAST, "--clips")
+    assert done.returncode == 0, done.stderr
+    intervals = connect(file_uri(out)).execute("SELECT count(*) FROM presence").fetchone()[0]
+    records = [json.loads(p.read_text()) for p in (out / "clips").rglob("*.json")]
+    assert intervals and len(records) == intervals  # the sample holds presence, no posture event at this rate
+    report = next(out.rglob("report.html"))
+    links = re.findall(r'<a href="([^"]+\.mp4)">', report.read_text())
+    assert len(links) == intervals
+    assert all((report.parent / link).resolve().is_file() for link in links), "links resolve from the report"
+    assert _vigil("verify", file_uri(out)).returncode == 0

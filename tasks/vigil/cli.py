@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--force", action="store_true",
                          help="re-analyse, writing new output keys beside (never over) earlier runs' files")  # fmt: skip
     process.add_argument("--blur-faces", action="store_true", help="blur faces in review pictures (not in data)")
+    process.add_argument("--clips", action="store_true", help="cut a clip for every presence interval and event")
     process.set_defaults(func=_process)
 
     query = commands.add_parser("query", help="ask the analyst questions of an output location")
@@ -205,6 +206,7 @@ def _process(args) -> int:
         expected_sha256=_expected_hashes(args.expected_sha256, args.sources),
         force=args.force,
         blur_faces=args.blur_faces,
+        clips=args.clips,
     )
     began = time.monotonic()
     planned = pipeline.plan_all(request, pipeline.discover(request))

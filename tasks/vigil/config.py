@@ -213,6 +213,7 @@ class RunRequest:
     expected_sha256: dict[str, str] = field(default_factory=dict)  # recording URI -> SHA-256 it must have
     force: bool = False  # re-analyse, writing new output keys beside those of earlier runs
     blur_faces: bool = False  # blur faces in the review pictures (never in the data)
+    clips: bool = False  # cut a lossless clip for every presence interval and posture event
 
     def __post_init__(self) -> None:
         if not self.sources:

@@ -76,6 +76,7 @@ def process_params(sources: list[str] | None = None, out: str | None = None) -> 
         ),
         "force": Param(False, type="boolean", title="Re-analyse shards whose output already exists"),
         "blur_faces": Param(False, type="boolean", title="Blur faces in the review pictures (never in the data)"),
+        "clips": Param(False, type="boolean", title="Cut a lossless clip for every presence interval and posture event"),
         "conn_id": Param(
             os.environ.get("VIGIL_S3_CONN_ID") or None,
             type=["null", "string"],
@@ -103,6 +104,7 @@ def run_request_from(params: dict, conf: dict | None, declared: set[str]):
         expected_sha256=dict(params.get("expected_sha256") or {}),
         force=bool(params.get("force")),
         blur_faces=bool(params.get("blur_faces")),
+        clips=bool(params.get("clips")),
     )
     from vigil.operator import operator_policy
 

@@ -89,8 +89,15 @@ def _publish_review(out: Storage, manifest: Manifest, tables: dict, read: dict, 
     from vigil.review.artifacts import render_review, source_fetcher
 
     fetch = source_fetcher(planned.source, planned.probe.to_dict(), planned.source_conn_id)
+    clips = {}
+    if planned.clips:
+        from vigil.review.clips import clips_for
+
+        clips, clip_warnings = clips_for(planned.out, manifest, tables, conn_id=planned.out_conn_id,
+                                         source_conn_id=planned.source_conn_id)  # fmt: skip
+        manifest = replace(manifest, warnings=[*manifest.warnings, *clip_warnings])
     try:
-        artifacts = render_review(manifest, tables, read[DETECTIONS], read[FRAMES], fetch, planned.blur_faces)
+        artifacts = render_review(manifest, tables, read[DETECTIONS], read[FRAMES], fetch, planned.blur_faces, clips)
     except (VigilError, OSError, ValueError) as exc:
         log.warning("%s: review pictures not rendered: %s", planned.recording_id, exc)
         return replace(manifest, warnings=[*manifest.warnings, f"review pictures could not be rendered: {exc}"])

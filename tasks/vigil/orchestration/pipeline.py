@@ -113,6 +113,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
         out_conn_id=request.out_conn_id,
         recording_start=request.recording_start or start_from_name(info.uri),
         blur_faces=request.blur_faces,
+        clips=request.clips,
         # Forced: this run's files get keys of their own, so no file an earlier manifest lists is replaced.
         generation=datetime.now(timezone.utc).strftime("g%Y%m%dT%H%M%S%fZ") if request.force else None,
     )

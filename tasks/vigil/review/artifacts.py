@@ -30,7 +30,7 @@ def source_fetcher(source: SourceVersion, probe: dict, conn_id: str | None):
 
 
 def render_review(manifest: Manifest, tables: dict[str, pa.Table], detections: pa.Table, frames: pa.Table,
-                  fetch, blur: bool) -> dict[str, bytes]:  # fmt: skip
+                  fetch, blur: bool, clips: dict[str, dict] | None = None) -> dict[str, bytes]:  # fmt: skip
     """``{file name: bytes}``: timeline.png, contact_sheet.jpg, event-NNN.jpg, report.html."""
     from vigil.review.render import contact_sheet_jpeg, event_thumbnails, timeline_png
 
@@ -46,7 +46,7 @@ def render_review(manifest: Manifest, tables: dict[str, pa.Table], detections: p
             artifacts[f"event-{number:03d}.jpg"] = thumbnail
     artifacts["report.html"] = report_html(
         manifest, tables[PRESENCE].to_pylist(), tables[POSE_EVENTS].to_pylist(), tables[TRACKS].to_pylist(),
-        timeline, sheet, thumbnails, blur,
+        timeline, sheet, thumbnails, blur, clips or {},
     ).encode()  # fmt: skip
     return artifacts
 

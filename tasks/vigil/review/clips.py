@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
 
-from vigil.errors import IntegrityError, ParameterError, RecordingError
+from vigil.errors import IntegrityError, ObjectNotFound, ParameterError, RecordingError
 from vigil.store.layout import CLIPS, partition
 from vigil.store.manifest import load_sealed, manifest_bytes, sealed_records
 from vigil.store.storage import storage_for
@@ -54,10 +54,16 @@ def make_clip(out: str, recording: str, start: float, end: float, pad: float = 0
               conn_id: str | None = None, source_conn_id: str | None = None) -> ClipRecord:  # fmt: skip
     """Cut ``[start - pad, end + pad)`` (seconds of recording time) of ``recording`` out of its
     source and publish the clip and its record under ``out/clips/``."""
-    from vigil.media.probe import RecordingProbe
     from vigil.review.query import manifests
 
-    manifest = _one_manifest(manifests(out, conn_id), recording)
+    return cut_clip(out, _one_manifest(manifests(out, conn_id), recording), start, end, pad, conn_id, source_conn_id)
+
+
+def cut_clip(out: str, manifest, start: float, end: float, pad: float = 0.0,
+             conn_id: str | None = None, source_conn_id: str | None = None) -> ClipRecord:  # fmt: skip
+    """``make_clip`` for a recording whose ``Manifest`` is at hand (finalize cuts before it publishes)."""
+    from vigil.media.probe import RecordingProbe
+
     described = RecordingProbe.from_dict(manifest.probe)
     duration = float(described.duration)
     if pad < 0 or not 0 <= start < end:
@@ -94,6 +100,26 @@ def make_clip(out: str, recording: str, start: float, end: float, pad: float = 0
     return record
 
 
+def clips_for(out: str, manifest, tables: dict, pad: float = 2.0, conn_id: str | None = None,
+              source_conn_id: str | None = None) -> tuple[dict[str, dict], list[str]]:  # fmt: skip
+    """A clip for every presence interval (``presence-N``) and posture event (``event-N``) of a
+    recording, asked for in the trigger (``clips``); ``({key: record}, warnings)``. A clip that
+    cannot be cut costs that clip, named in a warning, never the analysis."""
+    from vigil.errors import VigilError
+    from vigil.store.schema import POSE_EVENTS, PRESENCE
+
+    wanted = [(f"presence-{row['interval']}", row) for row in tables[PRESENCE].to_pylist()]
+    wanted += [(f"event-{number}", row) for number, row in enumerate(tables[POSE_EVENTS].to_pylist(), 1)]
+    made, warnings = {}, []
+    for key, row in wanted:
+        end = min(row["end_s"], float(manifest.duration))
+        try:
+            made[key] = cut_clip(out, manifest, row["start_s"], end, pad, conn_id, source_conn_id).to_dict()
+        except (VigilError, OSError, ValueError) as exc:
+            warnings.append(f"clip for {key} not cut: {exc}")
+    return made, warnings
+
+
 def verify_clips(out: str, conn_id: str | None = None) -> list[str]:
     """Problems found re-hashing every clip under ``out`` against its sealed record (empty: all good)."""
     storage = storage_for(out, conn_id)
@@ -104,10 +130,7 @@ def verify_clips(out: str, conn_id: str | None = None) -> list[str]:
         try:
             record = load_sealed(storage.read_bytes(info.uri), info.uri)
             data = storage.read_bytes(join_uri(out, record["clip_path"]))
-        except (IntegrityError, RecordingError) as exc:
-            problems.append(str(exc))
-            continue
-        except Exception as exc:  # a missing clip file: the storage backends raise ObjectNotFound
+        except (IntegrityError, RecordingError, ObjectNotFound) as exc:  # altered record, or the clip is gone
             problems.append(f"{info.uri}: {exc}")
             continue
         if hashlib.sha256(data).hexdigest() != record["clip_sha256"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+from urllib.parse import quote
 
 from vigil.review.render import CONTACT_SHEET_LIMIT, timecode
 from vigil.store.manifest import Manifest
@@ -45,6 +46,16 @@ def _img(data: bytes | None, mime: str, alt: str) -> Markup:
     return Markup(f'<img alt="{_e(alt)}" src="data:{mime};base64,{base64.b64encode(data).decode()}">')
 
 
+def _clip_cell(record: dict | None) -> Markup | str:
+    """A link to a clip (relative to the report, which lies three folders below the output) and
+    its SHA-256; a dash where none was cut (``vigil clip`` cuts one on demand)."""
+    if not record:
+        return "—"
+    href = "../../../" + quote(record["clip_path"], safe="/=,+-._~")
+    return Markup(f'<a href="{_e(href)}">{_e(timecode(record["actual"]["start_s"]))} – '
+                  f'{_e(timecode(record["actual"]["end_s"]))}</a><br><code>{_e(record["clip_sha256"][:16])}…</code>')
+
+
 def _table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, Markup) else _e(c)}</td>" for c in row) + "</tr>"
@@ -53,17 +64,20 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 
 def report_html(manifest: Manifest, presence: list[dict], events: list[dict], tracks: list[dict],
-                timeline: bytes, contact_sheet: bytes | None, thumbnails: list[bytes], blurred: bool) -> str:  # fmt: skip
+                timeline: bytes, contact_sheet: bytes | None, thumbnails: list[bytes], blurred: bool,
+                clips: dict[str, dict] | None = None) -> str:  # fmt: skip
     """The page: provenance, coverage, timeline, presence intervals, events with thumbnails, tracks."""
     source = manifest.source
     wall = lambda value: value.isoformat() if hasattr(value, "isoformat") else (value or "")  # noqa: E731
     coverage = [[f"{timecode(a)} – {timecode(b)}", s] for a, b, s in manifest.coverage]
     presence_rows = [[p["interval"], timecode(p["start_s"]), timecode(p["end_s"]), f"{p['end_s'] - p['start_s']:.1f} s",
-                      wall(p["start_captured_at"]), p["max_persons"], ", ".join(map(str, p["track_ids"]))]
+                      wall(p["start_captured_at"]), p["max_persons"], ", ".join(map(str, p["track_ids"])),
+                      _clip_cell((clips or {}).get(f"presence-{p['interval']}"))]
                      for p in presence]  # fmt: skip
     event_rows = [[_img(thumb, "image/jpeg", e["posture"]), e["posture"], e["track_id"], timecode(e["start_s"]),
-                   timecode(e["end_s"]), wall(e["start_captured_at"]), e["frames"], f"{e['score']:.2f}", e["rule_version"]]
-                  for e, thumb in zip(events, thumbnails)]  # fmt: skip
+                   timecode(e["end_s"]), wall(e["start_captured_at"]), e["frames"], f"{e['score']:.2f}", e["rule_version"],
+                   _clip_cell((clips or {}).get(f"event-{number}"))]
+                  for number, (e, thumb) in enumerate(zip(events, thumbnails), 1)]  # fmt: skip
     track_rows = [[t["track_id"], timecode(t["first_s"]), timecode(t["last_s"]), t["frames"],
                    f"{t['mean_confidence']:.2f}", timecode(t["best_pts_s"])] for t in tracks]  # fmt: skip
     warnings = "".join(f"<li>{_e(w)}</li>" for w in manifest.warnings)
@@ -89,10 +103,10 @@ def report_html(manifest: Manifest, presence: list[dict], events: list[dict], tr
 <h2>Coverage</h2>
 {_table(['time range', 'status'], coverage)}
 <h2>When people were present</h2>
-{_table(['#', 'from', 'to', 'length', 'wall clock (UTC)', 'most at once', 'tracks'], presence_rows)}
+{_table(['#', 'from', 'to', 'length', 'wall clock (UTC)', 'most at once', 'tracks', 'clip'], presence_rows)}
 <h2>Posture events</h2>
 <p>Rules and their limits: see the README ("Posture rules"). An event is a lead to review, not a finding.</p>
-{_table(['best frame', 'posture', 'track', 'from', 'to', 'wall clock (UTC)', 'frames', 'score', 'rules'], event_rows)}
+{_table(['best frame', 'posture', 'track', 'from', 'to', 'wall clock (UTC)', 'frames', 'score', 'rules', 'clip'], event_rows)}
 <h2>People (tracks): best view of each</h2>
 {f'<p>The contact sheet shows the {CONTACT_SHEET_LIMIT} tracks seen longest, of {len(tracks)}.</p>' if len(tracks) > CONTACT_SHEET_LIMIT else ''}
 {_img(contact_sheet, 'image/jpeg', 'contact sheet')}

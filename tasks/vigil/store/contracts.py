@@ -61,6 +61,7 @@ class RecordingPlan:
     out_conn_id: str | None = None
     recording_start: str | None = None
     blur_faces: bool = False
+    clips: bool = False  # cut a clip for every presence interval and posture event at finalize
     generation: str | None = None  # set when forced: new output keys beside those of earlier runs
 
     @property
@@ -76,7 +77,8 @@ class RecordingPlan:
             "recording_id": self.recording_id, "source": self.source.to_dict(), "probe": self.probe.to_dict(),
             "shard_count": self.shard_count, "params": self.params.to_dict(), "out": self.out,
             "source_conn_id": self.source_conn_id, "out_conn_id": self.out_conn_id,
-            "recording_start": self.recording_start, "blur_faces": self.blur_faces, "generation": self.generation,
+            "recording_start": self.recording_start, "blur_faces": self.blur_faces, "clips": self.clips,
+            "generation": self.generation,
         }  # fmt: skip
 
     @classmethod
@@ -92,6 +94,7 @@ class RecordingPlan:
             out_conn_id=values.get("out_conn_id"),
             recording_start=values.get("recording_start"),
             blur_faces=bool(values.get("blur_faces")),
+            clips=bool(values.get("clips")),
             generation=values.get("generation"),
         )
 
