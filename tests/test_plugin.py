@@ -171,3 +171,41 @@ def test_page_reads_each_manifest_once_until_it_changes(hostile, viewer_app):
     assert client.get("/").status_code == 200
     assert client.get(f"/recordings/{hostile}/timeline.png").status_code == 200
     assert cache.reads == before  # nothing changed: nothing re-read
+
+
+def test_case_view_page_plays_clips_it_can_vouch_for_and_pins_its_script(processed, viewer_app, monkeypatch):
+    from vigil.review.clips import make_clip
+    from vigil.uri import parse_uri
+
+    monkeypatch.setenv("VIGIL_OUTPUT_URI", processed)
+    record = make_clip(processed, "one-by-one", 10.0, 14.0)
+    client = viewer_app("VIEWER")
+    page = client.get("/case")
+    assert page.status_code == 200 and "script-src 'sha256-" in page.headers["content-security-policy"]
+    assert "media-src 'self'" in page.headers["content-security-policy"]
+    served = client.get("/" + record.clip_path)
+    assert served.status_code == 200 and served.headers["content-type"] == "video/mp4"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    clip_file = parse_uri(processed).key + "/" + record.clip_path
+    with open(clip_file, "r+b") as handle:  # anyone with write access to the output alters the clip
+        handle.seek(100)
+        handle.write(b"\0\0\0\0")
+    assert client.get("/" + record.clip_path).status_code == 409
+    assert client.get("/clips/recording_id=x/not-a-clip.mp4").status_code == 404
+
+
+def test_review_decisions_from_the_page_need_edit_rights_and_a_same_origin_post(processed, viewer_app, monkeypatch):
+    from vigil.review.decisions import load_decisions
+
+    monkeypatch.setenv("VIGIL_OUTPUT_URI", processed)
+    form = {"recording": "one-by-one", "target": "track", "target_id": "1", "decision": "confirmed", "note": "seen"}
+    same_origin = {"origin": "http://testserver"}
+    assert viewer_app("VIEWER").get("/review?recording=one-by-one&track=1").status_code == 200
+    assert viewer_app("VIEWER").post("/review", data=form, headers=same_origin).status_code == 403, "viewers only read"
+    assert viewer_app("OP").post("/review", data=form, headers={"origin": "https://evil.example"}).status_code == 403
+    before = len(load_decisions(processed))
+    done = viewer_app("OP").post("/review", data=form, headers=same_origin)
+    assert done.status_code == 200, done.text
+    decisions = load_decisions(processed)
+    assert len(decisions) == before + 1 and decisions[-1]["reviewer"] == "someone"
+    assert decisions[-1]["decision"] == "confirmed" and decisions[-1]["target_id"] == 1

@@ -15,13 +15,14 @@ import html
 import os
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from vigil.orchestration.view_guard import (
     SERVABLE,
     ManifestCache,
     artifact_headers,
+    case_headers,
     content_type,
     page_headers,
     read_artifact,
@@ -104,7 +105,7 @@ def recordings() -> HTMLResponse:
         skipped = f"<h2>Manifests that could not be read (not shown; run <code>vigil verify</code>)</h2><ul class=warn>{skipped}</ul>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vigil recordings</title>
 <style>{PAGE_STYLE}</style></head><body>
-<h1>vigil — processed recordings</h1><p>Output: <code>{_e(out)}</code></p>
+<h1>vigil — processed recordings</h1><p>Output: <code>{_e(out)}</code> — <a href="case">case view</a></p>
 <table><tr><th>recording</th><th>duration</th><th>presence intervals</th><th>tracks</th><th>posture events</th>
 <th>report</th><th>timeline</th></tr>{body}</table>{skipped}</body></html>"""
     return HTMLResponse(page, headers=page_headers(PAGE_STYLE))
@@ -126,3 +127,90 @@ def artifact(recording_id: str, name: str) -> Response:
     except VigilError as exc:
         raise HTTPException(status_code=409, detail=f"not served: {exc}") from exc
     return Response(content=data, media_type=content_type(name), headers=artifact_headers(name, recording_id))
+
+
+@app.get("/case", response_class=HTMLResponse)
+def case_view() -> HTMLResponse:
+    """Every recording on one timeline (the ``vigil case`` page), pictures read as the artifacts are."""
+    from vigil.review.case import case_data, case_html, thumbnails
+    from vigil.review.case_page import PAGE_SCRIPT, PAGE_STYLE as CASE_STYLE
+    from vigil.store.storage import storage_for
+
+    out, conn_id = _output()
+    storage = storage_for(out, conn_id)
+    data = case_data(out, conn_id)
+    pictures = thumbnails(out, data, conn_id, read=lambda entry: read_artifact(storage, out, entry))
+    page = case_html(data, pictures, clip_base=".", review_url="review")
+    return HTMLResponse(page, headers=case_headers(CASE_STYLE, PAGE_SCRIPT))
+
+
+@app.get("/clips/{path:path}")
+def clip(path: str) -> Response:
+    """A clip file, only where a sealed clip record lists it and its bytes have the recorded hash."""
+    from vigil.errors import VigilError
+    from vigil.review.clips import load_clip_records
+    from vigil.store.storage import storage_for
+
+    out, conn_id = _output()
+    storage = storage_for(out, conn_id)
+    record = next((r for r in load_clip_records(out, conn_id) if r["clip_path"] == f"clips/{path}"), None)
+    if record is None:
+        raise HTTPException(status_code=404, detail="no such clip")
+    try:
+        data = read_artifact(storage, out, {"path": record["clip_path"], "sha256": record["clip_sha256"]})
+    except VigilError as exc:
+        raise HTTPException(status_code=409, detail=f"not served: {exc}") from exc
+    name = record["clip_path"].rsplit("/", 1)[-1]
+    return Response(content=data, media_type="video/mp4", headers=artifact_headers(name, record["recording_id"]))
+
+
+@app.get("/review", response_class=HTMLResponse)
+def review_form(recording: str, event: int | None = None, track: int | None = None) -> HTMLResponse:
+    """A plain form (no script): the decision is recorded under the logged-in user's name."""
+    target, number = ("event", event) if event is not None else ("track", track)
+    if number is None:
+        raise HTTPException(status_code=400, detail="name an event or a track")
+    options = "".join(f'<option value="{d}">{d}</option>' for d in ("confirmed", "rejected", "uncertain"))
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vigil review</title>
+<style>{PAGE_STYLE}</style></head><body><h1>Review {_e(target)} {_e(number)} of {_e(recording)}</h1>
+<form method="post" action="review"><input type="hidden" name="recording" value="{_e(recording)}">
+<input type="hidden" name="target" value="{_e(target)}"><input type="hidden" name="target_id" value="{_e(number)}">
+<p><label>Decision <select name="decision">{options}</select></label></p>
+<p><label>Note<br><textarea name="note" rows="4" cols="60"></textarea></label></p>
+<p><button type="submit">Record the decision</button> (recorded under your Airflow user name; it never changes
+the analysis, and a later decision supersedes it with the history kept)</p></form></body></html>"""
+    headers = page_headers(PAGE_STYLE)
+    headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace("form-action 'none'", "form-action 'self'")
+    return HTMLResponse(page, headers=headers)
+
+
+def require_review_access(request: Request, user=Depends(get_user)):
+    """Recording a decision writes: UI viewers only read, so it takes the right to edit the DAGs'
+    runs; and a cross-site form post is refused (its Origin is not this server)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    origin = request.headers.get("origin") or request.headers.get("referer") or ""
+    if not origin.startswith(f"{request.url.scheme}://{request.url.netloc}"):
+        raise HTTPException(status_code=403, detail="a review decision must be posted from this server's own page")
+    for dag_id in view_dag_ids():
+        requires_access_dag("PUT", DagAccessEntity.RUN, param_dag_id=dag_id)(request, user)
+    return user
+
+
+@app.post("/review", response_class=HTMLResponse)
+def review_post(recording: str = Form(), target: str = Form(), target_id: int = Form(), decision: str = Form(),
+                note: str = Form(""), user=Depends(require_review_access)) -> HTMLResponse:  # fmt: skip
+    from vigil.errors import VigilError
+    from vigil.review.decisions import record_decision
+
+    out, conn_id = _output()
+    try:
+        record = record_decision(out, recording, target, target_id, decision, note, user.get_name(), conn_id)
+    except VigilError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vigil review</title>
+<style>{PAGE_STYLE}</style></head><body><p>Recorded: {_e(record["decision"])} on {_e(target)} {_e(target_id)} of
+{_e(record["recording_id"])} by {_e(record["reviewer"])} at {_e(record["decided_at"])}.</p>
+<p><a href="case">back to the case view</a></p></body></html>"""
+    return HTMLResponse(page, headers=page_headers(PAGE_STYLE))

@@ -43,6 +43,16 @@ def page_headers(style: str) -> dict[str, str]:
     }
 
 
+def case_headers(style: str, script: str) -> dict[str, str]:
+    """Headers of the case view: inline pictures, clips from this server, its one style and its one
+    script, each pinned by hash."""
+    return {
+        **page_headers(style),
+        "Content-Security-Policy": f"{_COMMON}; img-src data:; media-src 'self'; style-src {csp_hash(style)}; "
+                                   f"script-src {csp_hash(script)}",
+    }  # fmt: skip
+
+
 def artifact_headers(name: str, recording_id: str) -> dict[str, str]:
     """Headers of one served file: a report is a sandboxed page with inline images and no script."""
     headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}

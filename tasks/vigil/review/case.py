@@ -74,9 +74,11 @@ def _similar_tracks(con, lanes: list[dict], top: int = 5) -> dict[str, list]:
     return found
 
 
-def thumbnails(out: str, data: dict, conn_id: str | None = None, limit: int = THUMBNAIL_LIMIT) -> dict[str, str]:
+def thumbnails(out: str, data: dict, conn_id: str | None = None, limit: int = THUMBNAIL_LIMIT,
+               read=None) -> dict[str, str]:  # fmt: skip
     """``{"<recording>/<event>": data URI}`` of the stored event pictures, each checked against its
-    manifest's SHA-256 before it is inlined; the highest-scoring events first, up to ``limit``."""
+    manifest's SHA-256 before it is inlined; the highest-scoring events first, up to ``limit``.
+    ``read(entry)``: how to read a manifest entry's bytes (the UI passes its symlink-refusing reader)."""
     from vigil.errors import IntegrityError
     from vigil.review import query
     from vigil.store.storage import storage_for
@@ -90,20 +92,22 @@ def thumbnails(out: str, data: dict, conn_id: str | None = None, limit: int = TH
         entry = artifacts[rid].get(f"event-{number:03d}.jpg")
         if not entry:
             continue
-        blob = storage.read_bytes(join_uri(out, entry["path"]))
+        blob = read(entry) if read else storage.read_bytes(join_uri(out, entry["path"]))
         if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
             raise IntegrityError(f"{entry['path']}: SHA-256 differs from the manifest of {rid}; run vigil verify")
         pictures[f"{rid}/{number}"] = "data:image/jpeg;base64," + base64.b64encode(blob).decode()
     return pictures
 
 
-def case_html(data: dict, pictures: dict[str, str], clip_base: str | None) -> str:
-    """The page. ``clip_base``: where clip paths resolve from the page (None: clips are listed, not played)."""
-    payload = json.dumps({**data, "pictures": pictures, "clipBase": clip_base}, separators=(",", ":"))
+def case_html(data: dict, pictures: dict[str, str], clip_base: str | None, review_url: str | None = None) -> str:
+    """The page. ``clip_base``: where clip paths resolve from the page (None: clips are listed, not
+    played); ``review_url``: where a review decision can be recorded (the Airflow page only)."""
+    payload = json.dumps({**data, "pictures": pictures, "clipBase": clip_base, "reviewUrl": review_url},
+                         separators=(",", ":"))  # fmt: skip
     # JSON inside <script type=application/json>: '<' is escaped so no value can close the element.
     payload = payload.replace("<", "\\u003c")
     csp = (
-        "default-src 'none'; img-src data:; media-src file: 'self'; "
+        "default-src 'none'; img-src data:; media-src file: 'self'; base-uri 'none'; form-action 'none'; "
         f"style-src '{_sha256(PAGE_STYLE)}'; script-src '{_sha256(PAGE_SCRIPT)}'"
     )
     absolute = sum(1 for lane in data["lanes"] if lane["start"] is not None)

@@ -119,6 +119,10 @@ PAGE_SCRIPT = r"""
     fact('track', track); fact('from', hms(a) + (wall ? '  (' + new Date(lane.start + a * 1000).toISOString() + ')' : ''));
     fact('to', hms(b)); fact('score', score); fact('review', review || 'not reviewed');
     fact('clip', clip ? clip[0] + '  sha256 ' + clip[1] : 'none yet: vigil clip OUT ' + lane.id + ' --from ' + hms(a) + ' --to ' + hms(b));
+    if (data.reviewUrl) {
+      const link = el('a', 'Record a review decision on this event', facts.parentNode); link.id = 'review-link';
+      link.href = data.reviewUrl + '?' + new URLSearchParams({recording: lane.id, event: number});
+    }
     const looksLike = (data.similar || {})[lane.id + '/' + track];
     if (looksLike) {
       const button = el('button', 'Find this person', facts.parentNode); button.id = 'find-person';
