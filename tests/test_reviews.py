@@ -64,6 +64,9 @@ def test_decisions_supersede_keep_history_and_never_touch_the_analysis(analysed)
     ]
     assert history[0]["note"] == "face hidden"
     assert _analysis_files(out) == before, "decisions never change analysis outputs"
+    page = out.parent / "report.html"
+    assert _vigil("report", "corridor", uri, "--html", str(page)).returncode == 0
+    assert "confirmed (analyst-2)" in page.read_text() and "uncertain (analyst-1)" not in page.read_text()
     assert _vigil("verify", uri).returncode == 0
     # A re-run with force re-publishes the analysis; the decisions survive and still match their rows.
     rerun = _vigil("process", file_uri(source), "--out", uri, *FAST, "--force")

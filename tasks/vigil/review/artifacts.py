@@ -30,7 +30,8 @@ def source_fetcher(source: SourceVersion, probe: dict, conn_id: str | None):
 
 
 def render_review(manifest: Manifest, tables: dict[str, pa.Table], detections: pa.Table, frames: pa.Table,
-                  fetch, blur: bool, clips: dict[str, dict] | None = None) -> dict[str, bytes]:  # fmt: skip
+                  fetch, blur: bool, clips: dict[str, dict] | None = None,
+                  reviews: dict[str, str] | None = None) -> dict[str, bytes]:  # fmt: skip
     """``{file name: bytes}``: timeline.png, contact_sheet.jpg, event-NNN.jpg, report.html."""
     from vigil.review.render import contact_sheet_jpeg, event_thumbnails, timeline_png
 
@@ -46,7 +47,7 @@ def render_review(manifest: Manifest, tables: dict[str, pa.Table], detections: p
             artifacts[f"event-{number:03d}.jpg"] = thumbnail
     artifacts["report.html"] = report_html(
         manifest, tables[PRESENCE].to_pylist(), tables[POSE_EVENTS].to_pylist(), tables[TRACKS].to_pylist(),
-        timeline, sheet, thumbnails, blur, clips or {},
+        timeline, sheet, thumbnails, blur, clips or {}, reviews or {},
     ).encode()  # fmt: skip
     return artifacts
 
@@ -77,12 +78,23 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
     def rows(sql: str):
         return con.sql(sql, params=[rid]).to_arrow_table()
 
-    tables = {t: rows(f"SELECT * FROM {t} WHERE recording_id = $1") for t in DERIVED_TABLES}
+    from vigil.review.clips import covering_clip, load_clip_records
+    from vigil.review.decisions import EVENT_ORDER
+
+    order = {POSE_EVENTS: f" ORDER BY {EVENT_ORDER}", PRESENCE: " ORDER BY interval", TRACKS: " ORDER BY track_id"}
+    tables = {t: rows(f"SELECT * FROM {t} WHERE recording_id = $1{order.get(t, '')}") for t in DERIVED_TABLES}
+    records = load_clip_records(out, conn_id)
+    wanted = [(f"presence-{p['interval']}", p) for p in tables[PRESENCE].to_pylist()]
+    wanted += [(f"event-{n}", e) for n, e in enumerate(tables[POSE_EVENTS].to_pylist(), 1)]
+    clips = {key: c for key, row in wanted
+             if (c := covering_clip(records, rid, row["start_s"], min(row["end_s"], manifest.duration_s)))}  # fmt: skip
+    reviews = {f"{target}-{number}": f"{decision} ({reviewer})" for target, number, decision, reviewer in con.execute(
+        "SELECT target, target_id, decision, reviewer FROM reviews WHERE current AND recording_id = ?", [rid]).fetchall()}  # fmt: skip
     detections = rows("SELECT * FROM detections WHERE recording_id = $1")
     frames = rows("SELECT * FROM frames WHERE recording_id = $1 ORDER BY pts_s")
     fetch = source_fetcher(manifest.source, manifest.probe, conn_id)
     try:
-        html = render_review(manifest, tables, detections, frames, fetch, blur)
+        html = render_review(manifest, tables, detections, frames, fetch, blur, clips, reviews)
     except (VigilError, OSError) as exc:
         if blur:
             raise ParameterError(f"cannot read the source to render blurred pictures: {exc}") from exc

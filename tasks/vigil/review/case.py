@@ -27,7 +27,7 @@ THUMBNAIL_LIMIT = 400  # inlined event pictures per page; the rest link to their
 def case_data(out: str, conn_id: str | None = None) -> dict:
     """Everything the page draws, from the manifest-listed outputs (and clip records, reviews)."""
     from vigil.review import query
-    from vigil.review.clips import load_clip_records
+    from vigil.review.clips import covering_clip, load_clip_records
     from vigil.review.decisions import EVENT_ORDER
 
     con = query.connect(out, conn_id)
@@ -52,7 +52,7 @@ def case_data(out: str, conn_id: str | None = None) -> dict:
             "gaps": [[a, b, s] for a, b, s in manifest.coverage if s not in ("ok", "static")],
             "presence": [[round(a, 3), round(b, 3), n] for a, b, n in presence],
             "events": [[n, p, t, round(a, 3), round(b, 3), round(float(sc), 2), rv,
-                        _clip_for(clips, rid, a, min(b, manifest.duration_s))]
+                        _pair(covering_clip(clips, rid, a, min(b, manifest.duration_s)))]
                        for n, p, t, a, b, sc, rv in events],  # fmt: skip
         })  # fmt: skip
     return {"out": out, "lanes": lanes, "similar": _similar_tracks(con, lanes)}
@@ -141,14 +141,8 @@ def write_case(out: str, html_path: str, conn_id: str | None = None) -> str:
     return target
 
 
-def _clip_for(clips: list[dict], recording_id: str, start: float, end: float) -> list | None:
-    """The shortest clip of the recording that covers ``[start, end)``: [path, sha256]."""
-    covering = [c for c in clips if c["recording_id"] == recording_id
-                and c["actual"]["start_s"] <= start + 1e-6 and c["actual"]["end_s"] >= end - 1e-3]  # fmt: skip
-    if not covering:
-        return None
-    best = min(covering, key=lambda c: c["actual"]["end_s"] - c["actual"]["start_s"])
-    return [best["clip_path"], best["clip_sha256"]]
+def _pair(record: dict | None) -> list | None:
+    return [record["clip_path"], record["clip_sha256"]] if record else None
 
 
 def _epoch_ms(recording_start: str | None) -> float | None:

@@ -120,6 +120,13 @@ def clips_for(out: str, manifest, tables: dict, pad: float = 2.0, conn_id: str |
     return made, warnings
 
 
+def covering_clip(records: list[dict], recording_id: str, start: float, end: float) -> dict | None:
+    """The shortest clip record of the recording that covers ``[start, end)``."""
+    covering = [r for r in records if r["recording_id"] == recording_id
+                and r["actual"]["start_s"] <= start + 1e-6 and r["actual"]["end_s"] >= end - 1e-3]  # fmt: skip
+    return min(covering, key=lambda r: r["actual"]["end_s"] - r["actual"]["start_s"], default=None)
+
+
 def verify_clips(out: str, conn_id: str | None = None) -> list[str]:
     """Problems found re-hashing every clip under ``out`` against its sealed record (empty: all good)."""
     storage = storage_for(out, conn_id)
