@@ -230,3 +230,28 @@ def test_nightly_processes_only_new_recordings(airflow_db, tmp_path, footage):
     first = manifest.read_bytes()
     assert _state(_run("vigil_nightly", conf)) == "success"
     assert manifest.read_bytes() == first, "an already processed recording is not processed again"
+
+
+def test_asset_event_holds_the_ledger_head_and_verify_checks_against_it(file_run):
+    """The metadata database keeps an independent copy of the ledger head: `verify --head` uses it."""
+    from sqlalchemy import select
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from vigil.store import ledger
+    from vigil.store.file_backend import FileStorage
+
+    with create_session() as session:
+        extras = [e.extra for e in session.scalars(select(AssetEvent).order_by(AssetEvent.id))]
+    heads = [x["ledger_head"] for x in extras if file_run["out"] + "/" in json.dumps(x) and "ledger_head" in x]
+    assert heads, extras
+    recorded = ledger.Head.parse(heads[-1])
+    storage = FileStorage()
+    assert ledger.head(storage, file_run["out"]) == recorded
+    assert ledger.check_chain(storage, file_run["out"], None, recorded).problems == []
+    from vigil.uri import parse_uri
+    from pathlib import Path
+
+    Path(parse_uri(ledger.entry_uri(file_run["out"], recorded.seq)).key).write_bytes(b'{"seq": 1}\n')
+    problems = ledger.check_chain(storage, file_run["out"], None, recorded).problems
+    assert any("differs (the ledger was rewritten)" in p for p in problems)

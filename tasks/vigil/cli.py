@@ -109,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("out", metavar="OUTPUT_URI")
     verify.add_argument("--conn-id", default=None)
     verify.add_argument("--quiet", action="store_true", help="print problems only")
+    verify.add_argument("--trust", action="append", default=[], metavar="PUBKEY.pem",
+                        help="a trusted signing key (repeatable); with it, unsigned or untrusted manifests fail")  # fmt: skip
+    verify.add_argument("--keyring", action="append", default=[], metavar="FILE", help="a file of trusted PEM public keys")
+    verify.add_argument("--tsa-roots", action="append", default=[], metavar="PEM",
+                        help="CA certificates timestamp tokens must chain to (default: $VIGIL_TSA_ROOTS)")  # fmt: skip
+    verify.add_argument("--head", default=None, metavar="SEQ:SHA256",
+                        help="a ledger head recorded elsewhere (the Airflow asset event): fails if the ledger lost it")  # fmt: skip
     verify.set_defaults(func=_verify)
 
     review = commands.add_parser("review", help="record a review decision on a track or a posture event")
@@ -159,6 +166,19 @@ def _parser() -> argparse.ArgumentParser:
     import_cvat.add_argument("--reviewer", required=True, help="who made the corrections")
     import_cvat.add_argument("--conn-id", default=None)
     import_cvat.set_defaults(func=_import_cvat)
+
+    stamp = commands.add_parser("stamp", help="get the RFC 3161 timestamps still missing ($VIGIL_TSA_URLS)")
+    stamp.add_argument("out", metavar="OUTPUT_URI")
+    stamp.add_argument("--retries", type=int, default=3)
+    stamp.add_argument("--conn-id", default=None)
+    stamp.set_defaults(func=_stamp)
+
+    export = commands.add_parser("export", help="write a self-verifying evidence package (see its VERIFY.txt)")
+    export.add_argument("out", metavar="OUTPUT_URI")
+    export.add_argument("--to", required=True, metavar="DIR|URI", help="a new folder, file:// or s3:// location")
+    export.add_argument("--recording", action="append", default=[], metavar="ID", help="only these (repeatable)")
+    export.add_argument("--conn-id", default=None)
+    export.set_defaults(func=_export)
 
     concat = commands.add_parser("concat", help="build a long recording from copies of a short one (no re-encode)")
     concat.add_argument("source")
@@ -285,11 +305,16 @@ def _verify(args) -> int:
     from vigil.store.storage import storage_for
 
     from vigil.review.clips import verify_clips
-
-    report = verify(storage_for(args.out, args.conn_id), args.out)
     from vigil.review.decisions import verify_decisions
+    from vigil.store.custody import check_args
 
+    storage = storage_for(args.out, args.conn_id)
+    report = verify(storage, args.out)
     report.problems.extend(verify_clips(args.out, args.conn_id) + verify_decisions(args.out, args.conn_id))
+    custody = check_args(storage, args.out, args.trust + args.keyring, args.tsa_roots, args.head)
+    report.checked += custody.checked
+    report.problems += custody.problems
+    report.notes += custody.notes
     if not args.quiet:
         for uri in report.checked:
             print(f"ok    {uri}")
@@ -298,6 +323,8 @@ def _verify(args) -> int:
     for problem in report.problems:
         print(f"FAIL  {problem}")
     verdict = "verified" if report.ok else f"{len(report.problems)} problem(s)"
+    if not (args.trust or args.keyring):
+        verdict += ", UNAUTHENTICATED (signatures and ledger not checked: pass --trust PUBKEY.pem)"
     print(f"{args.out}: {len(report.checked)} files checked, {verdict}", file=sys.stderr)
     return 0 if report.ok else 1
 
@@ -362,6 +389,23 @@ def _import_cvat(args) -> int:
     records = import_cvat(args.out, args.recording, Path(args.file).read_bytes(), args.reviewer, args.conn_id)
     print(json.dumps(records, indent=2))
     print(f"{len(records)} review decision(s) recorded", file=sys.stderr)
+    return 0
+
+
+def _stamp(args) -> int:
+    from vigil.store.custody import stamp_all
+    from vigil.store.storage import storage_for
+
+    still = stamp_all(storage_for(args.out, args.conn_id), args.out, args.retries)
+    for uri, urls in still.items():
+        print(f"not yet timestamped  {uri}  ({', '.join(urls)})")
+    return 1 if still else 0
+
+
+def _export(args) -> int:
+    from vigil.store.export import export
+
+    print(export(args.out, args.to, args.recording, args.conn_id))
     return 0
 
 

@@ -208,6 +208,8 @@ def _announce(outlet_events, summaries: list[dict]) -> None:
         outlet_events[DETECTIONS_ASSET].extra = {
             "recordings": [s["recording_id"] for s in summaries],
             "manifests": [s["manifest_uri"] for s in summaries],
+            # the ledger's head after this run: an independent copy for `vigil verify --head`
+            "ledger_head": max((s["ledger_head"] for s in summaries), key=lambda h: int(h.split(":")[0])),
         }
 
 

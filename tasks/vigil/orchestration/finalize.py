@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 
 from vigil import __version__
 from vigil.errors import RecordingsFailed, VigilError
 from vigil.store import layout
 from vigil.store.contracts import RecordingPlan, ShardResult
+from vigil.store.custody import seal
 from vigil.store.manifest import Manifest, ManifestShard, manifest_bytes, relative_entry
 from vigil.store.schema import DETECTIONS, FRAMES, SCHEMA_VERSION, SCHEMAS, TABLES
 from vigil.store.storage import Storage, storage_for
@@ -58,10 +59,12 @@ def _publish_derived(out: Storage, planned: RecordingPlan, shard_results: list[S
 
     from vigil.analysis.derived import DERIVED_VERSION, derive
     from vigil.store.sink import parquet_bytes, publish
+    from vigil.store.verified import read_verified
 
     inputs = {name: [r.files[name] for r in shard_results] for name in TABLES}
     read = {
-        name: pa.concat_tables([pq.read_table(io.BytesIO(out.read_bytes(e.uri)), schema=SCHEMAS[name]) for e in entries])
+        name: pa.concat_tables([pq.read_table(io.BytesIO(read_verified(out, e.uri, e.sha256)), schema=SCHEMAS[name])
+                                for e in entries])  # fmt: skip
         for name, entries in inputs.items()
     }
     tables = derive(planned.recording_id, read[DETECTIONS], read[FRAMES], planned.params.sample_fps, planned.start_time)
@@ -158,7 +161,9 @@ def _write_manifest(planned: RecordingPlan, shard_results: list[ShardResult]) ->
     })  # fmt: skip
     manifest = _publish_review(out, manifest, derived_tables, read, planned)
     uri = layout.manifest_uri(planned.out, planned.recording_id, planned.run_key)
-    out.write_bytes(uri, manifest_bytes(manifest.to_dict()))
+    data = manifest_bytes({**manifest.to_dict(), "ledger": layout.LEDGER})  # it says it is in the ledger
+    out.write_bytes(uri, data)
+    sealed = seal(out, planned.out, uri, data)  # signature, ledger entry, timestamps: store/custody.py
     summary = {
         "recording_id": planned.recording_id,
         "source_uri": planned.source.uri,
@@ -166,6 +171,7 @@ def _write_manifest(planned: RecordingPlan, shard_results: list[ShardResult]) ->
         "duration_s": manifest.duration_s,
         "shards": len(shard_results),
         **manifest.totals,
+        **asdict(sealed),
     }
     log.info("finalized %s", summary)
     return summary

@@ -64,6 +64,7 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
     from vigil.errors import ParameterError, VigilError
     from vigil.store.schema import DERIVED_TABLES
     from vigil.store.storage import storage_for
+    from vigil.store.verified import read_verified
     from vigil.uri import join_uri
 
     listed = query.manifests(out, conn_id)
@@ -101,7 +102,7 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
         stored = manifest.artifacts.get("report.html")
         if not stored:
             raise
-        html = {"report.html": storage_for(out, conn_id).read_bytes(join_uri(out, stored["path"]))}
+        html = {"report.html": read_verified(storage_for(out, conn_id), join_uri(out, stored["path"]), stored["sha256"])}
     target = Path(html_path or f"{rid}.html")
     target.write_bytes(html["report.html"])
     return str(target)

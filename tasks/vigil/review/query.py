@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vigil.errors import ParameterError
-from vigil.store.manifest import Manifest, file_uris, read_manifests
+from vigil.store.manifest import Manifest, read_manifests
 from vigil.store.schema import ALL_TABLES, DETECTIONS, SCHEMAS
 from vigil.store.storage import storage_for
+from vigil.store.verified import listed_files, read_verified
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,9 @@ def connect(out: str, conn_id: str | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config=LOCKED_DOWN)
     for table in ALL_TABLES:
         parts = [
-            pq.read_table(io.BytesIO(storage.read_bytes(uri)), schema=SCHEMAS[table])
+            pq.read_table(io.BytesIO(read_verified(storage, uri, sha256)), schema=SCHEMAS[table])
             for manifest in listed
-            for uri in file_uris(manifest, out, table)
+            for uri, sha256 in listed_files(manifest, out, table)
         ]
         arrow = pa.concat_tables(parts) if parts else SCHEMAS[table].empty_table()
         con.register(f"_{table}", arrow)
