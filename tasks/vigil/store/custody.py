@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 from vigil.errors import IntegrityError, ObjectNotFound
 from vigil.store import ledger, signing, timestamps
+from vigil.store.layout import KEYS
 from vigil.store.schema import MANIFESTS
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
 
-KEYS = "keys"
 SELECTION = "export.json"  # in an evidence package: which recordings it holds (see store.export)
 
 

@@ -7,7 +7,9 @@
     review/recording_id=<id>/<run key>/<name>                  review pictures and report, per run
     clips/recording_id=<id>/<clip>.mp4, <clip>.mp4.json         evidence clips and their sealed records
     reviews/recording_id=<id>/<record>.json                    review decisions (sealed records)
-    ledger/...                                                 reserved: the custody ledger
+    manifests/<id>.<run key>.json.sig, .sig.key, .tsa-<h>.tsr  its signature, signer, timestamp tokens
+    ledger/<seq, 10 digits>.json                               the custody ledger (store/ledger.py)
+    keys/<fingerprint hex>.pem                                 public keys of the signers (store/custody.py)
 
 A *run key* names what distinguishes two runs over the same recording: the parameter fingerprint,
 the recording's wall-clock start, face blurring, and (with ``force``) the generation of the run.
@@ -33,7 +35,8 @@ REVIEW = "review"
 CLIPS = "clips"
 REVIEWS = "reviews"  # review decisions (sealed records), not the review pictures
 LEDGER = "ledger"
-RESERVED = (*ALL_TABLES, MANIFESTS, REVIEW, CLIPS, REVIEWS, LEDGER)  # top-level names nothing else may use
+KEYS = "keys"
+RESERVED = (*ALL_TABLES, MANIFESTS, REVIEW, CLIPS, REVIEWS, LEDGER, KEYS)  # top-level names nothing else may use
 _MANIFEST_NAME = re.compile(r"(?P<recording>.+?)(?:\.(?P<run>[A-Za-z0-9_-]+))?\.json")
 
 

@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 from vigil.errors import IntegrityError
+from vigil.store.layout import LEDGER
 from vigil.store.signing import Signer, check
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
 
-LEDGER = "ledger"
 GENESIS = "0" * 64
 ATTEMPTS = 50  # racing writers: each lost race means another entry landed, so this is plenty
 
