@@ -43,7 +43,9 @@ def main() -> int:
     parser.add_argument("--shard-seconds", type=int, default=600)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--runtimes", nargs="+", default=["auto"],
-                        help="vigil's inference runtimes to run (auto, onnx, openvino, torch)")
+                        help="vigil's inference runtimes to run (auto, onnx, openvino, openvino-int8, torch)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample vigil's runs with py-spy and print time per stage (decode, convert, inference, ...)")
     parser.add_argument("--static-gate", type=float, nargs="*", default=[],
                         help="also run vigil with static-scene gating at these thresholds (%% of pixels changed)")
     args = parser.parse_args()
@@ -60,10 +62,17 @@ def main() -> int:
             name = "vigil" if runtime == "auto" else f"vigil-{runtime}"
             paths += [(name, runtime, None)] + [(f"{name}-gate{g:g}", runtime, g) for g in args.static_gate]
         for path, runtime, gate in paths:
-            measured[path] = _child(path, recording, args.sample_fps, args.shard_seconds, gate, runtime)
+            profile = args.profile and path != "baseline"
+            measured[path] = _child(path, recording, args.sample_fps, args.shard_seconds, gate, runtime, profile)
             m = measured[path]
             print(f"  {path:8s} {m['frames']:6d} frames in {m['seconds']:7.1f} s: {m['frames'] / m['seconds']:6.2f} "
                   f"frames/s, realtime x{duration / m['seconds']:6.1f}, peak RSS {m['peak_rss_mb']:6.0f} MB", flush=True)  # fmt: skip
+            if profile:
+                from stages import stage_samples, table  # bench/stages.py (this script's folder is on sys.path)
+
+                samples = stage_samples(_stacks(path, recording))
+                m["profile"] = dict(samples)
+                print(f"\n  {path} per stage (py-spy, all threads):\n" + table(samples, m["seconds"]), flush=True)
         row = {"minutes": duration / 60, "sample_fps": args.sample_fps, "shard_seconds": args.shard_seconds}
         for path, m in measured.items():
             row[path] = {
@@ -74,6 +83,7 @@ def main() -> int:
                 "realtime_factor": round(duration / m["seconds"], 2),
                 "peak_rss_mb": round(m["peak_rss_mb"], 1),
                 "runtime": m.get("runtime"),
+                **({"profile_samples": m["profile"]} if "profile" in m else {}),
             }
         if "baseline" in measured:
             for path in measured:
@@ -105,11 +115,20 @@ def _recording(copies: int) -> Path:
     return target
 
 
-def _child(path: str, recording: Path, sample_fps: float, shard_seconds: int, gate: float | None, runtime: str) -> dict:
+def _stacks(path: str, recording: Path) -> Path:
+    return CACHE / f"{path}-{recording.stem}.stacks.txt"
+
+
+def _child(path: str, recording: Path, sample_fps: float, shard_seconds: int, gate: float | None, runtime: str,
+           profile: bool = False) -> dict:  # fmt: skip
     out = CACHE / f"{path}-{recording.stem}.json"
     which = "_baseline" if path == "baseline" else "_vigil"
     command = [sys.executable, __file__, which, str(recording), str(sample_fps), str(shard_seconds), str(gate or 0),
                runtime or "auto", str(out)]  # fmt: skip
+    if profile:
+        from stages import record_command
+
+        command = record_command(_stacks(path, recording), command)
     subprocess.run(command, check=True, env={**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False"})
     return json.loads(out.read_text())
 
