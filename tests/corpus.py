@@ -88,3 +88,67 @@ def huge_dimensions(target: Path) -> Path:
     """One gray frame of 4128 × 4128 pixels: more than vigil accepts (4096 × 4096)."""
     image = np.full((4128, 4128, 3), 128, np.uint8)
     return encode([image], [0.0], target)
+
+
+# ----------------------------------------------------------------- recorder exports (issue #11)
+
+
+def remux(source: Path, target: Path, format: str = "mpegts", offset_s: float = 0, start_s: float = 0,
+          end_s: float | None = None, streams_before: int = 0) -> Path:  # fmt: skip
+    """``source``'s video packets from ``start_s`` to ``end_s`` copied as they are (no re-encoding)
+    into ``format``, with ``offset_s`` added to every timestamp (a recorder clock starting late)."""
+    import av
+
+    with av.open(str(source)) as container, av.open(str(target), "w", format=format) as output:
+        stream = container.streams.video[0]
+        out_stream = output.add_stream_from_template(stream)
+        tb = stream.time_base
+        shift = int(round(offset_s / tb))
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            if packet.pts * tb < start_s or (end_s is not None and packet.pts * tb >= end_s):
+                if end_s is not None and packet.dts * tb >= end_s + 1:
+                    break
+                continue
+            packet.pts += shift
+            packet.dts += shift
+            packet.stream = out_stream
+            output.mux(packet)
+    return target
+
+
+def glued_segments(footage: Path, target: Path) -> Path:
+    """Two MPEG-TS segment files concatenated byte-wise, as DVR exports are: the first 60 s with a
+    clock starting 10 h in, then 79.4 s whose clock restarts at 0 (a backward jump)."""
+    first = remux(footage, target.with_suffix(".a.ts"), offset_s=36000, end_s=60)
+    second = remux(footage, target.with_suffix(".b.ts"), start_s=60, offset_s=-60)
+    target.write_bytes(first.read_bytes() + second.read_bytes())
+    return target
+
+
+def wrapping_clock(footage: Path, target: Path, before_wrap_s: float = 30) -> Path:
+    """MPEG-TS whose 33-bit 90 kHz clock wraps ``before_wrap_s`` into the footage."""
+    return remux(footage, target, offset_s=2**33 / 90000 - before_wrap_s)
+
+
+def forward_jump(footage: Path, target: Path, gap_s: float = 100) -> Path:
+    """MPEG-TS of the first 30 s, then (clock jumping ``gap_s`` ahead) the next 30 s."""
+    first = remux(footage, target.with_suffix(".a.ts"), offset_s=600, end_s=30)
+    second = remux(footage, target.with_suffix(".b.ts"), offset_s=600 + gap_s, start_s=30, end_s=60)
+    target.write_bytes(first.read_bytes() + second.read_bytes())
+    return target
+
+
+def zeroed_media(footage: Path, target: Path, length: int = 2_000_000) -> Path:
+    """``length`` bytes of an MP4's media data zeroed (a damaged copy); the index still lists every frame."""
+    data = bytearray(footage.read_bytes())
+    start = data.find(b"mdat") + 4 + 16
+    data[start : start + length] = bytes(length)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def raw_annex_b(footage: Path, target: Path, seconds: float = 20) -> Path:
+    """The first ``seconds`` of the footage as a raw Annex-B H.264 stream: no container, no timestamps."""
+    return remux(footage, target, format="h264", end_s=seconds)

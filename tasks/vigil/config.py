@@ -150,6 +150,12 @@ class ProcessParams:
         help="skip inference on frames with less than this percentage of pixels changed since the last analysed "
         "one; they are marked 'static' (off by default; try 0.5)",
     )  # fmt: skip
+    frame_rate: float | None = declared(
+        None, "Frame rate of streams without timestamps (fps; empty: none)", minimum=0, exclusive_minimum=True,
+        maximum=240, unit="frames per second",
+        help="synthesise times at this rate for video streams that carry none (raw Annex-B .h264/.h265 dumps); "
+        "every output of such a recording says its times are synthesised",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_declared(self)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from fractions import Fraction
@@ -23,7 +24,8 @@ import numpy as np
 
 from vigil.config import ProcessParams, sampling_rate
 from vigil.errors import ParameterError, RecordingError
-from vigil.media.probe import Keyframe, RecordingProbe
+from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe, video_streams
+from vigil.media.timeline import Clock
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
 from vigil.media.sharding import ShardRange, sample_bin
 
@@ -31,13 +33,16 @@ from vigil.media.sharding import ShardRange, sample_bin
 @dataclass(frozen=True)
 class SampledFrame:
     """One sampling bin's outcome. For ``status == "ok"``, ``image`` is ``(h, w, 3) uint8`` BGR;
-    otherwise ``frame_index``, ``pts`` and ``image`` are None and ``seconds`` is the bin start."""
+    otherwise ``frame_index``, ``pts`` and ``image`` are None and ``seconds`` is the bin start.
+    A ``no_frame`` entry stands for a whole run of bins, up to ``until`` (exclusive): a gap in
+    the recording costs one entry however long it is."""
 
     frame_index: int | None
     pts: int | None
     seconds: Fraction
     image: np.ndarray | None
     status: str = STATUS_OK
+    until: Fraction | None = None
 
 
 def sampled_frames(
@@ -51,7 +56,10 @@ def sampled_frames(
 ) -> Iterator[SampledFrame]:
     """The first decodable frame of every sampling bin in ``[shard.start, shard.end)``, then an
     entry for each bin that has none. ``keyframes`` (pts-sorted) lets indexing recover after damage.
-    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``)."""
+    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``).
+
+    Times are on the recording timeline (``timeline.py``): packets are placed by a Clock seeded at
+    the anchor keyframe, and each decoded frame takes the time of the packet it came from."""
     import av
 
     fps = sampling_rate(sample_fps)
@@ -67,14 +75,17 @@ def sampled_frames(
     except (av.error.FFmpegError, OSError) as exc:
         raise RecordingError(uri, f"cannot open for decoding ({exc})") from exc
     with container:
-        stream = container.streams.video[0]
+        stream = video_streams(container)[probe.stream_index]
+        stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}  # a mid-stream size change is refused too
         if decoder == "cpu":
             stream.thread_type = "AUTO"  # frame threads; NVDEC decodes on the GPU's own engines
-        if shard.anchor_pts > probe.start_pts:
-            container.seek(shard.anchor_pts, stream=stream, backward=True, any_frame=False)
+        placer = _Placer(probe, shard.anchor_index)
+        skip_before = _seek_to_anchor(container, stream, probe, shard, placer)
 
         def wants(packet) -> bool:
-            seconds = None if packet.pts is None else probe.seconds(packet.pts)
+            if skip_before is not None and packet.pos is not None and 0 <= packet.pos < skip_before:
+                return False  # before the anchor's packet (a byte seek, or decoding from the start)
+            seconds = placer.packet(packet)
             if seconds is not None and shard.start <= seconds < shard.end:
                 bins_with_packets.add(sample_bin(seconds, sample_fps))
             return plan.wants(packet.is_keyframe, seconds)
@@ -84,9 +95,12 @@ def sampled_frames(
             if frame is None:
                 frame_index = None  # frames were lost: indices are unknown until the next keyframe
                 continue
-            pts = frame.pts
+            pts = placer.frame(frame)
             if pts is None or pts < shard.anchor_pts:
                 continue  # before the anchor: the demuxer seeked earlier than asked
+            if frame.width * frame.height > MAX_PIXELS:
+                frame_index = None  # a mid-stream size change past the cap: not analysed, "undecodable"
+                continue
             if pts in known:
                 frame_index = known[pts]  # (re-)anchor on a keyframe whose index the probe knows
             elif previous_pts is not None and pts <= previous_pts:
@@ -108,11 +122,120 @@ def sampled_frames(
             # Only sampled frames leave the decoder: an NVDEC frame stays in GPU memory until here.
             yield SampledFrame(frame_index, pts, seconds, frame.to_ndarray(format="bgr24"))
 
-    for missing in range(first_bin, end_bin):
-        if missing not in bins_sampled:
-            status = STATUS_UNDECODABLE if missing in bins_with_packets else STATUS_NO_FRAME
-            yield SampledFrame(None, None, max(shard.start, missing / fps), None, status)
+    yield from _unanalysed(shard, fps, first_bin, end_bin, bins_sampled, bins_with_packets)
 
+
+def _unanalysed(shard: ShardRange, fps: Fraction, first_bin: int, end_bin: int, sampled: set[int],
+                with_packets: set[int]) -> Iterator[SampledFrame]:  # fmt: skip
+    """Entries for the bins without an analysed frame: one per run of empty bins (``no_frame``),
+    one per bin that holds frames none of which decoded (``undecodable``). Only bins that hold a
+    frame are visited one by one, so the cost is bounded by the frame count, not the duration."""
+    empty = shard.empty_bins
+    if empty is None:  # not planned from the frame list: judge from the packets this shard demuxed
+        empty = _runs_without(sorted(with_packets | sampled), first_bin, end_bin)
+    cursor = first_bin
+    for lo, hi in [*empty, (end_bin, end_bin)]:
+        for b in range(cursor, min(lo, end_bin)):
+            if b not in sampled:
+                yield SampledFrame(None, None, max(shard.start, b / fps), None, STATUS_UNDECODABLE)
+        if lo < hi:
+            yield SampledFrame(None, None, max(shard.start, lo / fps), None, STATUS_NO_FRAME, min(shard.end, hi / fps))
+        cursor = max(cursor, hi)
+
+
+def _runs_without(occupied: list[int], first: int, end: int) -> list[tuple[int, int]]:
+    runs, cursor = [], first
+    for b in occupied:
+        if b >= end:
+            break
+        if b > cursor:
+            runs.append((cursor, b))
+        cursor = max(cursor, b + 1)
+    if end > cursor:
+        runs.append((cursor, end))
+    return runs
+
+
+def _seek_to_anchor(container, stream, probe: RecordingProbe, shard: ShardRange, placer: "_Placer") -> int | None:
+    """Position the demuxer at the shard's anchor keyframe; return the byte position packets
+    before which are to be skipped (None: none). Containers without an index (MPEG-TS/PS, raw
+    streams) are seeked by the anchor packet's byte position, the one the probe saw: FFmpeg's
+    timestamp seek there bisects on timestamps and can land after the keyframe, or in another
+    segment of a file whose clock resets. Elsewhere, a timestamp seek on the raw clock."""
+    if shard.anchor_pts <= probe.start_pts and shard.anchor_index == 0:
+        return None  # from the first packet: the Clock starts as the probe's did
+    if probe.byte_seek and shard.anchor_pos >= 0:
+        container.seek(shard.anchor_pos, unsupported_byte_offset=True)
+        landed = next((p.pos for p in container.demux(stream) if p.pos is not None and p.pos >= 0), None)
+        if landed is None or landed > shard.anchor_pos:  # landed past the keyframe: read from the start
+            container.seek(0, unsupported_byte_offset=True)
+            placer.from_anchor(shard)  # the packets before the anchor are skipped, not placed
+            return shard.anchor_pos
+        container.seek(shard.anchor_pos, unsupported_byte_offset=True)
+        placer.from_anchor(shard)
+        return shard.anchor_pos
+    if probe.discontinuities or probe.synthesized_fps:
+        placer.from_start()  # no index and no byte positions: follow the clock from the start
+        return None
+    container.seek(shard.anchor_pts - shard.anchor_offset, stream=stream, backward=True, any_frame=False)
+    placer.from_anchor(shard)
+    return None
+
+
+class _Placer:
+    """Gives decoded frames their recording-timeline pts: packets are placed by a ``Clock`` in
+    decode order, and a frame takes the placement of the earliest pending packet with its raw pts
+    (a frame comes out of the decoder some packets after its own, and in another order). With
+    synthesised times (no timestamps), frames are numbered in the order the decoder hands them out."""
+
+    def __init__(self, probe: RecordingProbe, anchor_index: int):
+        self.probe = probe
+        self.period = 1 << probe.wrap_bits if probe.wrap_bits else 0
+        self.clock = Clock(probe.tb, probe.wrap_bits)
+        self.pending: deque[tuple[int, int, int]] = deque()  # (raw key, timeline pts, segment)
+        self.next_synthesized = 0
+
+    def from_start(self) -> None:
+        self.clock = Clock(self.probe.tb, self.probe.wrap_bits)
+        self.next_synthesized = 0
+
+    def from_anchor(self, shard: ShardRange) -> None:
+        self.clock = Clock(self.probe.tb, self.probe.wrap_bits, shard.anchor_offset, shard.anchor_step)
+        self.next_synthesized = shard.anchor_pts
+
+    def _key(self, pts: int) -> int:
+        return pts % self.period if self.period else pts
+
+    def packet(self, packet) -> Fraction | None:
+        """The timeline time of a demuxed packet (seconds from the first frame), None if unknown."""
+        if self.probe.synthesized_fps:
+            return None  # the packet order is not the presentation order: frames are timed instead
+        placed = self.clock.place(packet.pts, packet.dts)
+        if placed is None:
+            return None
+        self.pending.append((self._key(packet.pts), placed, len(self.clock.events)))
+        if len(self.pending) > _PENDING:
+            self.pending.popleft()  # a packet whose frame never came out (damage)
+        return self.probe.seconds(placed)
+
+    def frame(self, frame) -> int | None:
+        if self.probe.synthesized_fps:
+            placed = self.next_synthesized
+            self.next_synthesized += 1
+            return placed
+        if frame.pts is None:
+            return None
+        key = self._key(frame.pts)
+        for i, (raw, placed, segment) in enumerate(self.pending):
+            if raw == key:
+                del self.pending[i]
+                while self.pending and self.pending[0][2] < segment:
+                    self.pending.popleft()  # a later segment's frame is out: the earlier one is done
+                return placed
+        return None
+
+
+_PENDING = 4096
 
 def choose_decoder(params: ProcessParams, shard_index: int = 0) -> str:
     """``cpu`` or ``nvdec:N`` for one shard (the H.264/HEVC output is bit-exact either way).
@@ -269,18 +392,51 @@ def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequ
     """Decode particular frames, given as ``(frame_index, pts_s)``; yield ``(frame_index, BGR image)``
     in time order, one at a time, so a caller holds one full frame at a time whatever their number.
     A frame that cannot be decoded is left out (review pictures are not worth failing for).
+    Where timestamp seeks cannot be trusted (no index, clock breaks, synthesised times), the
+    recording is decoded once from the start, frames placed on the timeline as in ``sampled_frames``.
     """
     import av
 
     with av.open(source, mode="r", metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
-        for frame_index, pts_s in sorted(set(wanted), key=lambda item: item[1]):
+        stream = video_streams(container)[probe.stream_index]
+        stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}
+        ordered = sorted(set(wanted), key=lambda item: item[1])
+        if probe.byte_seek or probe.discontinuities or probe.synthesized_fps:
+            yield from _fetch_in_one_pass(container, stream, probe, ordered)
+            return
+        for frame_index, pts_s in ordered:
             try:
                 image = _decode_at(container, stream, probe, pts_s)
             except av.error.FFmpegError:
                 image = None
             if image is not None:
                 yield frame_index, image
+
+
+def _fetch_in_one_pass(container, stream, probe: RecordingProbe, ordered: list[tuple[int, float]]) -> Iterator:
+    import av
+
+    placer = _Placer(probe, 0)
+    pending = list(ordered)
+
+    def wants(packet) -> bool:
+        placer.packet(packet)
+        return True
+
+    for frame in _decode(container, stream, wants, lambda: not pending):
+        if frame is None:
+            continue
+        pts = placer.frame(frame)
+        if pts is None:
+            continue
+        seconds = float(probe.seconds(pts))
+        while pending and pending[0][1] < seconds - 1e-6:
+            pending.pop(0)  # never came out of the decoder
+        if pending and abs(seconds - pending[0][1]) < 1e-6:
+            try:
+                yield pending.pop(0)[0], frame.to_ndarray(format="bgr24")
+            except av.error.FFmpegError:
+                continue
 
 
 def _decode_at(container, stream, probe: RecordingProbe, pts_s: float) -> np.ndarray | None:

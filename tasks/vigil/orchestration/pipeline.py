@@ -83,7 +83,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     with storage.open(info.uri, etag=info.etag) as handle:
         reader = HashingReader(handle)
         try:
-            described = probe(reader, info.uri)
+            described = probe(reader, info.uri, request.params.frame_rate)
         except RecordingError:  # a recording that is not what was handed over says that first
             _check_expected_hash(storage, info.uri, reader.hexdigest(), expected)
             raise
@@ -273,7 +273,7 @@ def _analyse_shard(task: ShardTask, model_file, out, uris, run_context) -> tuple
             found_by_index = dict(zip((f.frame_index for f in analysed), detector.detect([f.image for f in analysed])))
             for frame in batch:  # in time order, so a static frame follows the frame it inherits from
                 if frame.image is None:
-                    rows.add_missing(frame.seconds, frame.status)
+                    rows.add_missing(frame.seconds, frame.status, frame.until)
                 elif frame.frame_index in static:
                     rows.add_static(frame.frame_index, frame.seconds, last_analysed[0], last_analysed[1])
                 else:

@@ -1,0 +1,106 @@
+"""Real recorder footage (issue #11): MPEG-TS without an index, clocks that reset, wrap and jump,
+damaged copies, raw elementary streams, resource bombs. Every file is built from the sample footage."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+import corpus
+from test_probe_and_shards import _probe_of, _sampled
+from vigil.config import ProcessParams
+from vigil.errors import RecordingError
+from vigil.media.frames import keyframes_between, sampled_frames
+from vigil.media.sharding import plan_shards
+from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
+
+
+@pytest.fixture(scope="module")
+def reference(footage):
+    """The MP4's sampled frames at 1 fps, as (frame index, pixel sum): what every remux must give."""
+    return [(index, total) for index, _, total in _sampled(footage, 600, 1.0)]
+
+
+def _same_pictures(path, shard_seconds):
+    return [(index, total) for index, _, total in _sampled(path, shard_seconds, 1.0)]
+
+
+@pytest.mark.parametrize("shard_seconds", [7, 60])
+def test_mpeg_ts_shards_start_at_a_real_keyframe(footage, tmp_path, reference, shard_seconds):
+    """No index, clock 10 h in, B-frames (the footage has them): any shard length samples the
+    very frames the MP4 gives, none lost at a shard start."""
+    ts = corpus.remux(footage, tmp_path / "offset.ts", offset_s=36000)
+    assert _probe_of(ts).byte_seek
+    assert _same_pictures(ts, shard_seconds) == reference
+
+
+@pytest.mark.parametrize("open_gop", [False, True])
+def test_mpeg_ts_with_b_frames_and_odd_groups_is_shard_invariant(footage, tmp_path, open_gop):
+    recording = corpus.b_frames_odd_gop(footage, tmp_path / "b.mp4", open_gop)
+    ts = corpus.remux(recording, tmp_path / "b.ts", offset_s=1234.5)
+    whole = _sampled(ts, 600, 2.0)
+    assert len(whole) == 40
+    assert _sampled(ts, 3, 2.0) == whole
+    assert [(i, s) for i, _, s in whole] == [(i, s) for i, _, s in _sampled(recording, 600, 2.0)]
+
+
+def test_glued_segments_are_placed_one_after_the_other(footage, tmp_path, reference):
+    """The second segment's clock restarts near 0: both segments are analysed, in file order."""
+    glued = corpus.glued_segments(footage, tmp_path / "glued.ts")
+    described = _probe_of(glued)
+    assert described.frame_count == 1394
+    assert abs(float(described.duration) - 139.4) < 0.2
+    (reset,) = described.discontinuities
+    assert reset.kind == "reset" and abs(reset.at_s - 60) < 0.2 and reset.jump_s < -35000
+    second_file = (tmp_path / "glued.a.ts").stat().st_size
+    assert second_file <= reset.byte_pos < second_file + 4 * 188  # its first video packet, after PAT/PMT
+    assert any("jumps back" in w for w in described.warnings)
+    for shard_seconds in (600, 7, 60):
+        assert _same_pictures(glued, shard_seconds) == reference
+
+
+def test_a_wrapping_33_bit_clock_is_continuous(footage, tmp_path, reference):
+    wrapped = corpus.wrapping_clock(footage, tmp_path / "wrap.ts", before_wrap_s=30)
+    described = _probe_of(wrapped)
+    assert abs(float(described.duration) - 139.4) < 0.2
+    assert [d.kind for d in described.discontinuities] == ["wrap"]
+    assert 29 < described.discontinuities[0].at_s < 31
+    assert _same_pictures(wrapped, 600) == reference
+    assert _same_pictures(wrapped, 7) == reference
+
+
+def test_a_forward_jump_stays_a_gap_in_one_row(footage, tmp_path):
+    jumped = corpus.forward_jump(footage, tmp_path / "jump.ts", gap_s=100)
+    described = _probe_of(jumped)
+    (jump,) = described.discontinuities
+    assert jump.kind == "forward_jump" and 99 < jump.jump_s < 101
+    entries = []
+    for shard_seconds in (600, 45):
+        params = ProcessParams(sample_fps=1.0, shard_seconds=shard_seconds)
+        found = []
+        for shard in plan_shards(described, params):
+            with open(jumped, "rb") as handle:
+                frames = sampled_frames(handle, str(jumped), described, shard, 1.0,
+                                        keyframes_between(described, shard.anchor_pts, shard.end))  # fmt: skip
+                found += [(f.status, float(f.seconds), f.until and float(f.until)) for f in frames]
+        entries.append(sorted(found))
+    ok = [e for e in entries[0] if e[0] == STATUS_OK]
+    gaps = [e for e in entries[0] if e[0] == STATUS_NO_FRAME]
+    assert len(ok) == 60 and not [e for e in entries[0] if e[0] == STATUS_UNDECODABLE]
+    assert len(gaps) == 1 and gaps[0][2] - gaps[0][1] == pytest.approx(100, abs=1)  # one entry for 100 bins
+    assert [e for e in entries[1] if e[0] == STATUS_OK] == ok  # the same frames whatever the shard length
+
+
+def test_damaged_frames_listed_in_the_index_are_undecodable_not_missing(footage, tmp_path):
+    """2 MB of an MP4's media data zeroed: the frames are still in the index; they are damage, not a gap."""
+    damaged = corpus.zeroed_media(footage, tmp_path / "zeroed.mp4")
+    described = _probe_of(damaged)
+    statuses = []
+    for shard in plan_shards(described, ProcessParams(sample_fps=1.0, shard_seconds=60)):
+        with open(damaged, "rb") as handle:
+            statuses += [f.status for f in sampled_frames(handle, str(damaged), described, shard, 1.0,
+                                                          keyframes_between(described, shard.anchor_pts, shard.end))]  # fmt: skip
+    assert STATUS_NO_FRAME not in statuses
+    assert statuses.count(STATUS_UNDECODABLE) >= 60  # 2 of 3.3 MB: well over half the recording
+    assert len(statuses) == 140  # every bin accounted for, once
