@@ -152,3 +152,35 @@ def zeroed_media(footage: Path, target: Path, length: int = 2_000_000) -> Path:
 def raw_annex_b(footage: Path, target: Path, seconds: float = 20) -> Path:
     """The first ``seconds`` of the footage as a raw Annex-B H.264 stream: no container, no timestamps."""
     return remux(footage, target, format="h264", end_s=seconds)
+
+
+def far_apart_frames(target: Path, apart_ms: int = 10**14, size: int = 16) -> Path:
+    """A tiny MKV of two frames ``apart_ms`` apart: a clock that would plan 10^11 sampling bins."""
+    import av
+
+    image = np.full((size, size, 3), 90, np.uint8)
+    with av.open(str(target), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.options = {"g": "1", "bf": "0"}
+        for pts in (0, apart_ms):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return target
+
+
+def growing_resolution(footage: Path, target: Path, huge: int = 4128) -> Path:
+    """MPEG-TS whose header (first segment) says 64×64 and whose stream switches to huge × huge
+    frames after 2 s: the size cap must hold for decoded frames, not only for the header."""
+    small = [frame[:64, :64] for frame in _frames(footage, 20)]
+    first = encode(small, [i / 10 for i in range(20)], target.with_suffix(".a.mp4"))
+    second = encode([np.full((huge, huge, 3), 128, np.uint8)], [0.0], target.with_suffix(".b.mp4"))
+    a = remux(first, target.with_suffix(".a.ts"))
+    b = remux(second, target.with_suffix(".b.ts"), offset_s=2.0)
+    target.write_bytes(a.read_bytes() + b.read_bytes())
+    return target

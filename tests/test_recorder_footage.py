@@ -104,3 +104,79 @@ def test_damaged_frames_listed_in_the_index_are_undecodable_not_missing(footage,
     assert STATUS_NO_FRAME not in statuses
     assert statuses.count(STATUS_UNDECODABLE) >= 60  # 2 of 3.3 MB: well over half the recording
     assert len(statuses) == 140  # every bin accounted for, once
+
+
+def _run(path, out, **params):
+    """Plan, analyse and finalize through the pipeline; return the manifest(s) and the query connection."""
+    from vigil.config import RunRequest
+    from vigil.orchestration import pipeline
+    from vigil.orchestration.finalize import finalize
+    from vigil.review import query
+    from vigil.uri import file_uri
+
+    request = RunRequest(sources=(file_uri(path),), out=file_uri(out), params=ProcessParams(**{"sample_fps": 1.0, **params}))
+    planned = pipeline.plan_all(request, pipeline.discover(request))
+    assert not planned["failed"], planned["failed"]
+    finalize([pipeline.detect_shard(task) for task in planned["shards"]])
+    return query.manifests(file_uri(out)), query.connect(file_uri(out))
+
+
+@pytest.mark.slow
+def test_mpeg_ts_detections_do_not_depend_on_shard_length(footage, tmp_path):
+    ts = corpus.remux(footage, tmp_path / "cam.ts", offset_s=36000)
+    found = {}
+    for shard_seconds in (600, 60):
+        (manifest,), db = _run(ts, tmp_path / f"out{shard_seconds}", shard_seconds=shard_seconds)
+        assert [c[2] for c in manifest["coverage"]] == ["ok"]
+        found[shard_seconds] = db.execute(
+            "SELECT frame_index, pts_s, det_index, round(x1, 1), round(y1, 1), round(confidence, 3) FROM detections ORDER BY 2, 3"
+        ).fetchall()
+    assert found[600] and found[60] == found[600]
+
+
+@pytest.mark.slow
+def test_glued_segments_are_all_analysed_and_the_manifest_lists_the_reset(footage, tmp_path):
+    glued = corpus.glued_segments(footage, tmp_path / "glued.ts")
+    (manifest,), db = _run(glued, tmp_path / "out", shard_seconds=30)
+    assert [c[2] for c in manifest["coverage"]] == ["ok"] and manifest["coverage"][0][1] == pytest.approx(139.4, abs=0.2)
+    assert db.execute("SELECT count(*) FROM frames WHERE status = 'ok'").fetchone() == (140,)
+    (reset,) = manifest["discontinuities"]
+    assert reset["kind"] == "reset" and reset["at_s"] == pytest.approx(60, abs=0.2) and reset["byte_pos"] > 0
+    assert any("jumps back" in w for w in manifest["warnings"])
+
+
+def test_a_clock_spanning_years_for_two_frames_is_refused_saying_what_to_do(tmp_path):
+    bomb = corpus.far_apart_frames(tmp_path / "bomb.mkv")
+    assert bomb.stat().st_size < 4096
+    with pytest.raises(RecordingError, match=r"timestamps span .* for 2 frames.*re-export"):
+        _probe_of(bomb)
+
+
+def test_a_long_gap_costs_one_entry_not_one_per_bin(tmp_path):
+    """Two frames 7000 s apart, sampled at 60 fps: 420,000 bins, accounted for by a few entries."""
+    import time
+
+    path = corpus.far_apart_frames(tmp_path / "sparse.mkv", apart_ms=7_000_000)
+    described = _probe_of(path)
+    began, entries = time.monotonic(), []
+    for shard in plan_shards(described, ProcessParams(sample_fps=60, shard_seconds=600)):
+        with open(path, "rb") as handle:
+            entries += list(sampled_frames(handle, str(path), described, shard, 60.0,
+                                           keyframes_between(described, shard.anchor_pts, shard.end)))  # fmt: skip
+    assert time.monotonic() - began < 30
+    assert [e.status for e in entries].count(STATUS_OK) == 2
+    gaps = [e for e in entries if e.status == STATUS_NO_FRAME]
+    assert len(gaps) <= 13  # one per shard at most (12 shards of 600 s), never one per bin
+    covered = sum((e.until - e.seconds) * 60 for e in gaps) + 2  # bins: the gaps' plus the two frames'
+    assert covered == pytest.approx(float(described.duration) * 60, abs=1)
+
+
+def test_the_frame_size_cap_holds_for_decoded_frames_not_only_the_header(footage, tmp_path):
+    path = corpus.growing_resolution(footage, tmp_path / "grow.ts")
+    described = _probe_of(path)
+    assert (described.width, described.height) == (64, 64)  # the header passes the cap
+    (shard,) = plan_shards(described, ProcessParams(sample_fps=1.0, shard_seconds=600))
+    with open(path, "rb") as handle:
+        entries = list(sampled_frames(handle, str(path), described, shard, 1.0, described.keyframes))
+    assert [e.status for e in entries] == [STATUS_OK, STATUS_OK, STATUS_UNDECODABLE]
+    assert all(e.image.shape == (64, 64, 3) for e in entries if e.image is not None)
