@@ -180,3 +180,36 @@ def test_the_frame_size_cap_holds_for_decoded_frames_not_only_the_header(footage
         entries = list(sampled_frames(handle, str(path), described, shard, 1.0, described.keyframes))
     assert [e.status for e in entries] == [STATUS_OK, STATUS_OK, STATUS_UNDECODABLE]
     assert all(e.image.shape == (64, 64, 3) for e in entries if e.image is not None)
+
+
+def test_a_raw_stream_needs_its_frame_rate_and_then_is_timed_by_it(footage, tmp_path, reference):
+    raw = corpus.raw_annex_b(footage, tmp_path / "dump.h264", seconds=20)
+    with pytest.raises(RecordingError, match=r"frame_rate.*--frame-rate"):
+        _probe_of(raw)
+    with open(raw, "rb") as handle:
+        described = __import__("vigil.media.probe", fromlist=["probe"]).probe(handle, str(raw), frame_rate=10)
+    assert described.synthesized_fps == 10 and described.frame_count == 200 and described.duration == 20
+    assert any("synthesised at 10 fps" in w for w in described.warnings)
+    for shard_seconds in (600, 7):
+        found = []
+        for shard in plan_shards(described, ProcessParams(sample_fps=1.0, shard_seconds=shard_seconds)):
+            with open(raw, "rb") as handle:
+                found += [(f.frame_index, int(f.image.sum())) for f in sampled_frames(
+                    handle, str(raw), described, shard, 1.0, keyframes_between(described, shard.anchor_pts, shard.end))]  # fmt: skip
+        assert found == reference[:20]  # the MP4's frames at the MP4's times: 10 fps was the truth
+
+
+@pytest.mark.slow
+def test_every_output_of_a_raw_stream_says_its_times_are_synthesised(footage, tmp_path):
+    import pyarrow.parquet as pq
+
+    from vigil.store.sink import read_provenance
+
+    raw = corpus.raw_annex_b(footage, tmp_path / "dump.h264", seconds=20)
+    (manifest,), db = _run(raw, tmp_path / "out", shard_seconds=10, frame_rate=10)
+    assert any("synthesised at 10 fps" in w for w in manifest["warnings"])
+    assert manifest["duration_s"] == 20 and [c[2] for c in manifest["coverage"]] == ["ok"]
+    files = sorted((tmp_path / "out").rglob("shard-*.parquet"))
+    assert len(files) == 4
+    for path in files:
+        assert read_provenance(path.read_bytes())["stream"]["synthesized_fps"] == 10
