@@ -184,3 +184,20 @@ def growing_resolution(footage: Path, target: Path, huge: int = 4128) -> Path:
     b = remux(second, target.with_suffix(".b.ts"), offset_s=2.0)
     target.write_bytes(a.read_bytes() + b.read_bytes())
     return target
+
+
+def animated_gif(footage: Path, target: Path, frames: int = 30) -> Path:
+    """An animated GIF of the footage at 10 fps, 192 × 108 pixels."""
+    import av
+
+    with av.open(str(target), "w", format="gif") as container:
+        stream = container.add_stream("gif", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 192, 108, "rgb8"
+        for i, image in enumerate(_frames(footage, frames)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(192, 108, "rgb8")
+            frame.pts, frame.time_base = i * 10, Fraction(1, 100)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return target

@@ -213,3 +213,49 @@ def test_every_output_of_a_raw_stream_says_its_times_are_synthesised(footage, tm
     assert len(files) == 4
     for path in files:
         assert read_provenance(path.read_bytes())["stream"]["synthesized_fps"] == 10
+
+
+def _discover(*sources):
+    from vigil.config import RunRequest
+    from vigil.orchestration import pipeline
+
+    return [info.uri for info in pipeline.discover(RunRequest(sources=sources, out="file:///nonexistent/out"))]
+
+
+def test_an_object_named_explicitly_is_taken_whatever_its_extension(footage, tmp_path):
+    from vigil.uri import file_uri
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    renamed = drop / "exhibit-7.bin"
+    renamed.write_bytes(footage.read_bytes())
+    gif = corpus.animated_gif(footage, drop / "clip.gif")
+    assert _discover(file_uri(renamed)) == [file_uri(renamed)]  # named: taken, FFmpeg decides
+    assert _discover(file_uri(drop)) == [file_uri(gif)]  # listed: the extension filter applies
+    described = _probe_of(gif)
+    assert described.frame_count == 30 and described.duration == 3  # animated GIF is footage
+    (shard,) = plan_shards(described, ProcessParams(sample_fps=1.0))
+    with open(gif, "rb") as handle:
+        assert [f.status for f in sampled_frames(handle, str(gif), described, shard, 1.0, described.keyframes)] == ["ok"] * 3
+
+
+def test_an_unreadable_proprietary_file_says_what_to_do(tmp_path):
+    dav = tmp_path / "ch01_20240301.dav"
+    dav.write_bytes(b"DAHUA-like vendor header " + bytes(range(256)) * 40)
+    with pytest.raises(RecordingError, match=r"DVR \.dav .*proprietary container\. Export the footage from the vendor's player"):
+        _probe_of(dav)
+    other = tmp_path / "notes.bin"
+    other.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(RecordingError, match="not a readable media container"):
+        _probe_of(other)
+
+
+def test_process_exits_non_zero_when_nothing_was_analysed(tmp_path, capsys):
+    from vigil.cli import main
+    from vigil.uri import file_uri
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no recordings here")
+    assert main(["process", file_uri(empty), "--out", file_uri(tmp_path / "out")]) != 0
+    assert "nothing analysed" in capsys.readouterr().err

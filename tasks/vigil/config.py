@@ -30,7 +30,8 @@ DEFAULT_CONF = 0.25
 DEFAULT_BATCH = 8
 RUNTIMES = ("auto", "onnx", "openvino", "torch")
 DECODERS = ("auto", "cpu", "nvdec")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".ts", ".mts", ".webm", ".h264", ".264", ".dav", ".asf")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".webm", ".h264", ".h265", ".hevc",
+                  ".264", ".265", ".dav", ".asf", ".gif", ".mpg", ".mpeg", ".ps", ".flv", ".3gp")
 _SHA256 = "^[0-9a-fA-F]{64}$"
 
 

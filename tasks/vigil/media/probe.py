@@ -309,9 +309,13 @@ def _has_no_timestamps(container, stream, look: int = 64) -> bool:
     return not timed
 
 
-# Proprietary recorder containers FFmpeg does not parse, recognised by extension or magic bytes.
-PROPRIETARY = {".dav": "Dahua DAV", ".264": "Hikvision/DVR raw", ".h64": "DVR .h64", ".sec": "Samsung SEC",
-               ".exe": "a self-playing DVR export", ".g64": "Geovision G64", ".irf": "IRF"}  # fmt: skip
+# Recorder containers FFmpeg does not (fully) parse, by extension. FFmpeg's ``dhav`` demuxer reads
+# Dahua DHAV .dav files; other vendors' .dav and encrypted or older variants it cannot.
+PROPRIETARY = {
+    ".dav": "DVR .dav (FFmpeg reads Dahua DHAV .dav files; this one is another vendor's, an encrypted or older variant, or damaged)",
+    ".h64": "DVR .h64", ".sec": "Samsung SEC", ".g64": "Geovision G64", ".irf": "IRF", ".exe": "self-playing DVR export",
+    ".mfs": "Hikvision MFS", ".bvr": "BVR", ".ifv": "IFV", ".dvr": "DVR .dvr",
+}  # fmt: skip
 
 
 def unreadable_reason(uri: str, exc: BaseException) -> str:
@@ -321,9 +325,9 @@ def unreadable_reason(uri: str, exc: BaseException) -> str:
     suffix = PurePosixPath(uri.split("?")[0]).suffix.lower()
     if suffix in PROPRIETARY:
         return (
-            f"FFmpeg cannot read this {PROPRIETARY[suffix]} file ({suffix}): it is a recorder's proprietary container; "
-            "export the footage from the vendor's player (or the recorder) to MP4 or MPEG-TS and analyse that export "
-            f"({_reason(exc)})"
+            f"FFmpeg cannot read this {PROPRIETARY[suffix]} file: a recorder's proprietary container. Export the "
+            "footage from the vendor's player (or the recorder itself) to MP4 or MPEG-TS and analyse that export, "
+            f"keeping this original as it is ({_reason(exc)})"
         )
     return f"not a readable media container ({_reason(exc)})"
 

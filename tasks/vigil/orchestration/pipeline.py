@@ -39,8 +39,8 @@ def discover(request: RunRequest) -> list[ObjectInfo]:
     found: dict[str, ObjectInfo] = {}
     for source in request.sources:
         storage = storage_for(source, request.source_conn_id)
-        if source.lower().endswith(VIDEO_SUFFIXES):
-            info = storage.stat(source)
+        info = named_object(storage, source)  # one object named: analysed whatever its extension
+        if info is not None:
             found[info.uri] = info
             continue
         matches = list(iter_objects(storage, source, VIDEO_SUFFIXES))
@@ -50,6 +50,20 @@ def discover(request: RunRequest) -> list[ObjectInfo]:
             found[info.uri] = info
     check_all_matched(request, list(found.values()))  # an unused expected hash stops the run here
     return [found[uri] for uri in sorted(found)]
+
+
+def named_object(storage, source: str) -> ObjectInfo | None:
+    """The object a source URI names, or None when it is a prefix. Extension filters apply only to
+    prefix listings: an object named explicitly is the investigator's choice, and FFmpeg decides
+    whether it can be read (or the recording fails with its reason)."""
+    if source.endswith("/") or not parse_uri(source).key.strip("/"):
+        return None
+    try:
+        return storage.stat(source)
+    except ObjectNotFound:
+        if source.lower().endswith(VIDEO_SUFFIXES):
+            raise  # a recording named that is not there: say so, do not look for a prefix
+        return None
 
 
 def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[ObjectInfo]:
