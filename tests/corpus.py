@@ -201,3 +201,11 @@ def animated_gif(footage: Path, target: Path, frames: int = 30) -> Path:
         for packet in stream.encode(None):
             container.mux(packet)
     return target
+
+
+def stored_sideways(footage: Path, target: Path, degrees: int, seconds: int = 40) -> Path:
+    """Phone-style footage: every other frame of the first ``seconds`` (5 fps), stored turned
+    ``degrees`` clockwise with a display matrix that turns it back (``degrees`` counter-clockwise),
+    so players show it upright. ``degrees`` 0 gives the upright reference, encoded the same way."""
+    frames = [np.rot90(image, -degrees // 90) for i, image in enumerate(_frames(footage, seconds * 10)) if i % 2 == 0]
+    return encode(frames, [i / 5 for i in range(len(frames))], target, rotation=degrees or None)

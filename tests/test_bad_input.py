@@ -69,7 +69,7 @@ def test_variable_frame_rate_uses_timestamps_and_marks_the_recorder_gap(tmp_path
 def test_rotation_metadata_is_recorded(tmp_path, footage):
     failed, manifest, frames = _process(corpus.rotated(footage, tmp_path / "rot.mp4"), tmp_path / "out")
     assert failed is None
-    assert any("rotation 90" in w for w in manifest.warnings)
+    assert any("display rotation applied" in w and "90°" in w for w in manifest.warnings)
     assert [f[2] for f in frames] == ["ok", "ok"]
 
 

@@ -259,3 +259,27 @@ def test_process_exits_non_zero_when_nothing_was_analysed(tmp_path, capsys):
     (empty / "readme.txt").write_text("no recordings here")
     assert main(["process", file_uri(empty), "--out", file_uri(tmp_path / "out")]) != 0
     assert "nothing analysed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sideways_phone_footage_is_analysed_upright(footage, tmp_path):
+    """Stored at 90/180/270 with the matching display flag: the same people as upright, in
+    displayed-frame pixels, and no lying or hands-raised events from people walking."""
+    results = {}
+    for degrees in (0, 90, 180, 270):
+        path = corpus.stored_sideways(footage, tmp_path / f"phone{degrees}.mp4", degrees)
+        (manifest,), db = _run(path, tmp_path / f"out{degrees}", shard_seconds=20)
+        assert manifest["probe"]["rotation"] == degrees
+        persons = [row[0] for row in db.execute("SELECT persons FROM frames ORDER BY pts_s").fetchall()]
+        width = db.execute("SELECT max(x2) FROM detections").fetchone()[0]
+        events = db.execute("SELECT posture FROM pose_events WHERE posture IN ('lying', 'hands_raised')").fetchall()
+        results[degrees] = (persons, width, events)
+    upright_persons = results[0][0]
+    assert sum(upright_persons) >= 20  # people are there to be found
+    for degrees in (90, 180, 270):
+        persons, width, events = results[degrees]
+        agree = sum(a == b for a, b in zip(persons, upright_persons))
+        assert len(persons) == len(upright_persons) and agree >= 0.9 * len(persons), (degrees, persons, upright_persons)
+        assert width <= 768 + 1  # displayed frames are 768 wide; stored sideways ones are 432
+        assert events == [], (degrees, events)
+    assert results[90][1] > 432  # a box right of x = 432: only possible in displayed (upright) pixels

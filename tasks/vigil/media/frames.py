@@ -24,7 +24,7 @@ import numpy as np
 
 from vigil.config import ProcessParams, sampling_rate
 from vigil.errors import ParameterError, RecordingError
-from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe, video_streams
+from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe, display_rotation, upright, video_streams
 from vigil.media.timeline import Clock
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
 from vigil.media.sharding import ShardRange, sample_bin
@@ -120,7 +120,10 @@ def sampled_frames(
             bins_sampled.add(current_bin)
             plan.needed_from = (current_bin + 1) / fps  # frames come in time order: earlier bins are closed
             # Only sampled frames leave the decoder: an NVDEC frame stays in GPU memory until here.
-            yield SampledFrame(frame_index, pts, seconds, frame.to_ndarray(format="bgr24"))
+            # Turned upright as players show it (phone footage is stored sideways): a person walking
+            # must not look like a person lying. Coordinates are in displayed-frame pixels.
+            image = upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
+            yield SampledFrame(frame_index, pts, seconds, image)
 
     yield from _unanalysed(shard, fps, first_bin, end_bin, bins_sampled, bins_with_packets)
 
@@ -434,7 +437,7 @@ def _fetch_in_one_pass(container, stream, probe: RecordingProbe, ordered: list[t
             pending.pop(0)  # never came out of the decoder
         if pending and abs(seconds - pending[0][1]) < 1e-6:
             try:
-                yield pending.pop(0)[0], frame.to_ndarray(format="bgr24")
+                yield pending.pop(0)[0], upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
             except av.error.FFmpegError:
                 continue
 
@@ -448,7 +451,7 @@ def _decode_at(container, stream, probe: RecordingProbe, pts_s: float) -> np.nda
             continue
         seconds = float(probe.seconds(frame.pts))
         if abs(seconds - pts_s) < 1e-6:
-            return frame.to_ndarray(format="bgr24")
+            return upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
         if seconds > pts_s + 1:
             return None
     return None

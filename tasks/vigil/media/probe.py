@@ -51,7 +51,7 @@ class RecordingProbe:
     frame_count: int
     keyframes: tuple[Keyframe, ...]
     declared_frames: int = 0  # what the container header claims (0: it does not say)
-    rotation: int = 0  # display rotation in degrees; frames are analysed as stored, unrotated
+    rotation: int = 0  # display rotation (counter-clockwise degrees, 0/90/180/270), applied before analysis
     discontinuities: tuple[Discontinuity, ...] = ()  # where the raw clock breaks (timeline.py)
     wrap_bits: int = 0  # 33 for MPEG-TS/PS clocks, which wrap
     stream_index: int = 0  # which video stream (attached pictures excluded), from 0
@@ -70,7 +70,11 @@ class RecordingProbe:
                 "the recording is truncated or damaged"
             )
         if self.rotation:
-            notes.append(f"display rotation {self.rotation}°: coordinates are in stored-frame pixels, unrotated")
+            notes.append(
+                f"display rotation applied: frames stored {self.rotation}° off upright were turned {self.rotation}° "
+                "counter-clockwise before analysis, as players show them; coordinates are in displayed-frame pixels "
+                f"({self.display_size[0]}×{self.display_size[1]})"
+            )
         if self.synthesized_fps:
             notes.append(
                 f"the stream carries no timestamps: times are synthesised at {self.synthesized_fps:g} fps "
@@ -78,6 +82,11 @@ class RecordingProbe:
             )
         notes.extend(d.describe() for d in self.discontinuities)
         return notes
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height of frames as displayed (and analysed): turned by the display rotation."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
 
     @property
     def byte_seek(self) -> bool:
@@ -201,7 +210,7 @@ def _rotation(container, stream) -> int:
 
     try:
         for frame in container.decode(stream):
-            angle = int(round(frame.rotation or 0)) % 360
+            angle = display_rotation(frame)
             break
         else:
             angle = 0
@@ -330,6 +339,19 @@ def unreadable_reason(uri: str, exc: BaseException) -> str:
             f"keeping this original as it is ({_reason(exc)})"
         )
     return f"not a readable media container ({_reason(exc)})"
+
+
+def display_rotation(frame) -> int:
+    """The counter-clockwise quarter turn (0, 90, 180, 270) a player applies to show ``frame``
+    upright: its display matrix (phone recorders store frames sideways and set it)."""
+    return (int(round((frame.rotation or 0) / 90)) * 90) % 360
+
+
+def upright(image, angle: int):
+    """``image`` (rows, columns, channels) turned ``angle`` degrees counter-clockwise, contiguous."""
+    import numpy as np
+
+    return np.ascontiguousarray(np.rot90(image, angle // 90)) if angle else image
 
 
 def _reason(exc: BaseException) -> str:
