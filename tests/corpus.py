@@ -209,3 +209,29 @@ def stored_sideways(footage: Path, target: Path, degrees: int, seconds: int = 40
     so players show it upright. ``degrees`` 0 gives the upright reference, encoded the same way."""
     frames = [np.rot90(image, -degrees // 90) for i, image in enumerate(_frames(footage, seconds * 10)) if i % 2 == 0]
     return encode(frames, [i / 5 for i in range(len(frames))], target, rotation=degrees or None)
+
+
+def two_cameras(footage: Path, target: Path, seconds: int = 20) -> Path:
+    """A multi-channel DVR export: an MKV whose first video stream is black (a dead channel) and
+    whose second is the camera (``seconds`` of the footage at 10 fps)."""
+    import av
+
+    camera = list(_frames(footage, seconds * 10))
+    black = np.zeros((144, 256, 3), np.uint8)
+    with av.open(str(target), "w", format="matroska") as container:
+        streams = []
+        for width, height in ((256, 144), (camera[0].shape[1], camera[0].shape[0])):
+            stream = container.add_stream("libx264", rate=10)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.codec_context.options = {"g": "10", "bf": "0"}
+            streams.append(stream)
+        for i, image in enumerate(camera):
+            for stream, picture in zip(streams, (black, image)):
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts, frame.time_base = i, Fraction(1, 10)
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for stream in streams:
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return target

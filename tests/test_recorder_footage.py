@@ -283,3 +283,24 @@ def test_sideways_phone_footage_is_analysed_upright(footage, tmp_path):
         assert width <= 768 + 1  # displayed frames are 768 wide; stored sideways ones are 432
         assert events == [], (degrees, events)
     assert results[90][1] > 432  # a box right of x = 432: only possible in displayed (upright) pixels
+
+
+@pytest.mark.slow
+def test_every_video_stream_is_a_recording_of_its_own(footage, tmp_path):
+    from vigil.store.sink import read_provenance
+
+    path = corpus.two_cameras(footage, tmp_path / "nvr-export.mkv")
+    manifests, db = _run(path, tmp_path / "out", shard_seconds=20)
+    by_stream = {m["probe"]["stream_index"]: m for m in manifests}
+    assert sorted(by_stream) == [0, 1]
+    first, camera = by_stream[0], by_stream[1]
+    sha = first["source"]["sha256"][:12]
+    assert first["recording_id"] == f"nvr-export-{sha}"  # the first stream keeps the id it always had
+    assert camera["recording_id"] == f"nvr-export-s1-{sha}"
+    assert first["totals"]["detections"] == 0 and camera["totals"]["detections"] > 0  # the camera is found
+    assert [c[2] for c in camera["coverage"]] == ["ok"] and camera["duration_s"] == pytest.approx(20, abs=0.2)
+    files = sorted((tmp_path / "out" / "frames" / f"recording_id={camera['recording_id']}").glob("*.parquet"))
+    assert files
+    for path in files:
+        provenance = read_provenance(path.read_bytes())
+        assert provenance["stream"]["stream_index"] == 1 and provenance["source"]["uri"].endswith("nvr-export.mkv")

@@ -55,6 +55,7 @@ class RecordingProbe:
     discontinuities: tuple[Discontinuity, ...] = ()  # where the raw clock breaks (timeline.py)
     wrap_bits: int = 0  # 33 for MPEG-TS/PS clocks, which wrap
     stream_index: int = 0  # which video stream (attached pictures excluded), from 0
+    video_streams: int = 1  # how many the container holds: each is analysed as a recording of its own
     container_stream: int = 0  # that stream's index among all the container's streams
     synthesized_fps: float = 0.0  # >0: the stream has no timestamps; times are frame n / this rate
     # Every frame's timeline pts, sorted: for planning only (which bins hold a frame), never serialised.
@@ -200,7 +201,7 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         uri, clock, container_format=container_format, codec=codec, width=width, height=height,
         time_base=f"{tb.numerator}/{tb.denominator}", declared_frames=declared_frames, rotation=rotation,
         wrap_bits=clock.period.bit_length() - 1 if clock.period else 0, stream_index=stream_index,
-        container_stream=stream_id, synthesized_fps=float(frame_rate) if synthesized else 0.0,
+        container_stream=stream_id, video_streams=len(streams), synthesized_fps=float(frame_rate) if synthesized else 0.0,
     )  # fmt: skip
 
 

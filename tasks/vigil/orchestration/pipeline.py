@@ -80,11 +80,13 @@ def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[Objec
 # ----------------------------------------------------------------------------------------- plan
 
 
-def recording_id_for(uri: str, sha256: str) -> str:
-    """``<file stem>-<first 12 hex of the content hash>``, safe as a Hive partition value."""
+def recording_id_for(uri: str, sha256: str, stream_index: int = 0) -> str:
+    """``<file stem>-<first 12 hex of the content hash>``, safe as a Hive partition value; the
+    video streams after a file's first are recordings of their own, ``<file stem>-s<N>-<hash>``."""
     stem = PurePosixPath(parse_uri(uri).key).stem
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "recording"
-    return f"{stem[:80]}-{sha256[:12]}"
+    stream = f"-s{stream_index}" if stream_index else ""
+    return f"{stem[:80]}{stream}-{sha256[:12]}"
 
 
 def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) -> list[ShardTask]:
@@ -103,6 +105,15 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
             raise
         sha256 = reader.hexdigest()
     _check_expected_hash(storage, info.uri, sha256, expected)
+    tasks = _shard_tasks(info, request, described, sha256, max_shards)
+    for index in range(1, described.video_streams):  # every further video stream: a recording of its own
+        with storage.open(info.uri, etag=info.etag) as handle:
+            further = probe(handle, info.uri, request.params.frame_rate, stream_index=index)
+        tasks += _shard_tasks(info, request, further, sha256, max_shards)
+    return tasks
+
+
+def _shard_tasks(info: ObjectInfo, request: RunRequest, described: RecordingProbe, sha256: str, max_shards: int) -> list[dict]:
     params = request.params
     shards = plan_shards(described, params, max_shards)
     used = effective_shard_seconds(described.duration, params, max_shards)
@@ -111,7 +122,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
             "%s: %.0f s long; shard length grown from %s s to %s s to stay within %d shards",
             info.uri, float(described.duration), params.shard_seconds, used, len(shards),
         )  # fmt: skip
-    recording_id = recording_id_for(info.uri, sha256)
+    recording_id = recording_id_for(info.uri, sha256, described.stream_index)
     for warning in described.warnings:
         log.warning("%s: %s", info.uri, warning)
     # Each shard gets the stream's timing and only its own keyframes (to re-anchor frame indices
