@@ -127,7 +127,7 @@ def test_mpeg_ts_detections_do_not_depend_on_shard_length(footage, tmp_path):
     found = {}
     for shard_seconds in (600, 60):
         (manifest,), db = _run(ts, tmp_path / f"out{shard_seconds}", shard_seconds=shard_seconds)
-        assert [c[2] for c in manifest["coverage"]] == ["ok"]
+        assert [c[2] for c in manifest.coverage] == ["ok"]
         found[shard_seconds] = db.execute(
             "SELECT frame_index, pts_s, det_index, round(x1, 1), round(y1, 1), round(confidence, 3) FROM detections ORDER BY 2, 3"
         ).fetchall()
@@ -138,11 +138,11 @@ def test_mpeg_ts_detections_do_not_depend_on_shard_length(footage, tmp_path):
 def test_glued_segments_are_all_analysed_and_the_manifest_lists_the_reset(footage, tmp_path):
     glued = corpus.glued_segments(footage, tmp_path / "glued.ts")
     (manifest,), db = _run(glued, tmp_path / "out", shard_seconds=30)
-    assert [c[2] for c in manifest["coverage"]] == ["ok"] and manifest["coverage"][0][1] == pytest.approx(139.4, abs=0.2)
+    assert [c[2] for c in manifest.coverage] == ["ok"] and manifest.coverage[0][1] == pytest.approx(139.4, abs=0.2)
     assert db.execute("SELECT count(*) FROM frames WHERE status = 'ok'").fetchone() == (140,)
-    (reset,) = manifest["discontinuities"]
+    (reset,) = manifest.probe["discontinuities"]  # the manifest lists every break
     assert reset["kind"] == "reset" and reset["at_s"] == pytest.approx(60, abs=0.2) and reset["byte_pos"] > 0
-    assert any("jumps back" in w for w in manifest["warnings"])
+    assert any("jumps back" in w for w in manifest.warnings)
 
 
 def test_a_clock_spanning_years_for_two_frames_is_refused_saying_what_to_do(tmp_path):
@@ -207,8 +207,8 @@ def test_every_output_of_a_raw_stream_says_its_times_are_synthesised(footage, tm
 
     raw = corpus.raw_annex_b(footage, tmp_path / "dump.h264", seconds=20)
     (manifest,), db = _run(raw, tmp_path / "out", shard_seconds=10, frame_rate=10)
-    assert any("synthesised at 10 fps" in w for w in manifest["warnings"])
-    assert manifest["duration_s"] == 20 and [c[2] for c in manifest["coverage"]] == ["ok"]
+    assert any("synthesised at 10 fps" in w for w in manifest.warnings)
+    assert manifest.duration_s == 20 and [c[2] for c in manifest.coverage] == ["ok"]
     files = sorted((tmp_path / "out").rglob("shard-*.parquet"))
     assert len(files) == 4
     for path in files:
@@ -269,7 +269,7 @@ def test_sideways_phone_footage_is_analysed_upright(footage, tmp_path):
     for degrees in (0, 90, 180, 270):
         path = corpus.stored_sideways(footage, tmp_path / f"phone{degrees}.mp4", degrees)
         (manifest,), db = _run(path, tmp_path / f"out{degrees}", shard_seconds=20)
-        assert manifest["probe"]["rotation"] == degrees
+        assert manifest.probe["rotation"] == degrees
         persons = [row[0] for row in db.execute("SELECT persons FROM frames ORDER BY pts_s").fetchall()]
         width = db.execute("SELECT max(x2) FROM detections").fetchone()[0]
         events = db.execute("SELECT posture FROM pose_events WHERE posture IN ('lying', 'hands_raised')").fetchall()
@@ -291,15 +291,15 @@ def test_every_video_stream_is_a_recording_of_its_own(footage, tmp_path):
 
     path = corpus.two_cameras(footage, tmp_path / "nvr-export.mkv")
     manifests, db = _run(path, tmp_path / "out", shard_seconds=20)
-    by_stream = {m["probe"]["stream_index"]: m for m in manifests}
+    by_stream = {m.probe["stream_index"]: m for m in manifests}
     assert sorted(by_stream) == [0, 1]
     first, camera = by_stream[0], by_stream[1]
-    sha = first["source"]["sha256"][:12]
-    assert first["recording_id"] == f"nvr-export-{sha}"  # the first stream keeps the id it always had
-    assert camera["recording_id"] == f"nvr-export-s1-{sha}"
-    assert first["totals"]["detections"] == 0 and camera["totals"]["detections"] > 0  # the camera is found
-    assert [c[2] for c in camera["coverage"]] == ["ok"] and camera["duration_s"] == pytest.approx(20, abs=0.2)
-    files = sorted((tmp_path / "out" / "frames" / f"recording_id={camera['recording_id']}").glob("*.parquet"))
+    sha = first.source.sha256[:12]
+    assert first.recording_id == f"nvr-export-{sha}"  # the first stream keeps the id it always had
+    assert camera.recording_id == f"nvr-export-s1-{sha}"
+    assert first.totals["detections"] == 0 and camera.totals["detections"] > 0  # the camera is found
+    assert [c[2] for c in camera.coverage] == ["ok"] and camera.duration_s == pytest.approx(20, abs=0.2)
+    files = sorted((tmp_path / "out" / "frames" / f"recording_id={camera.recording_id}").glob("*.parquet"))
     assert files
     for path in files:
         provenance = read_provenance(path.read_bytes())

@@ -18,7 +18,7 @@ from vigil.config import VIDEO_SUFFIXES, RunRequest, as_fraction
 from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError, SourceChanged
 from vigil.media.frames import keyframes_between
 from vigil.orchestration.expected import check_all_matched, expected_for
-from vigil.media.probe import probe
+from vigil.media.probe import RecordingProbe, probe
 from vigil.media.sharding import MAX_SHARDS, effective_shard_seconds, plan_shards
 from vigil.store import layout
 from vigil.store.contracts import FileEntry, RecordingPlan, ShardResult, ShardTask, SourceVersion
@@ -113,7 +113,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     return tasks
 
 
-def _shard_tasks(info: ObjectInfo, request: RunRequest, described: RecordingProbe, sha256: str, max_shards: int) -> list[dict]:
+def _shard_tasks(info: ObjectInfo, request: RunRequest, described: RecordingProbe, sha256: str, max_shards: int) -> list[ShardTask]:
     params = request.params
     shards = plan_shards(described, params, max_shards)
     used = effective_shard_seconds(described.duration, params, max_shards)
@@ -130,7 +130,7 @@ def _shard_tasks(info: ObjectInfo, request: RunRequest, described: RecordingProb
     planned = RecordingPlan(
         recording_id=recording_id,
         source=SourceVersion.of(info, sha256),
-        probe=replace(described, keyframes=()),
+        probe=replace(described, keyframes=(), frame_pts=()),  # the frame list served planning only
         shard_count=len(shards),
         params=params,
         out=request.out,

@@ -165,7 +165,7 @@ DESCRIPTIONS = {
     "source_uri": "the object the rows were read from (s3://… or file://…)",
     "shard_index": "which time shard produced the row (shard i covers [i·shard_seconds, (i+1)·shard_seconds))",
     "frame_index": "index of the frame in the source video stream, in presentation order, from 0",
-    "pts_s": "presentation time in seconds from the first frame, on the recording timeline (pts × time_base; segments after a clock reset placed after the earlier ones, see the manifest's discontinuities); for a bin without an analysed frame, the bin's start",
+    "pts_s": "presentation time in seconds from the first frame, on the recording timeline (pts × time_base; segments after a clock reset placed after the earlier ones, see the manifest's probe.discontinuities); for a bin without an analysed frame, the bin's start",
     "until_s": "for a 'no_frame' row: the end (exclusive) of the run of sampling bins it stands for, a whole gap of the recording in one row; null for every other row",
     "captured_at": "wall-clock UTC time of the frame; null when the recording's start time is unknown",
     "det_index": "rank of the person in the frame, 0 = highest confidence",
