@@ -304,3 +304,20 @@ def test_every_video_stream_is_a_recording_of_its_own(footage, tmp_path):
     for path in files:
         provenance = read_provenance(path.read_bytes())
         assert provenance["stream"]["stream_index"] == 1 and provenance["source"]["uri"].endswith("nvr-export.mkv")
+
+
+def test_the_clock_places_resets_wraps_and_jumps_on_one_timeline():
+    from vigil.media.timeline import Clock
+
+    period, step = 1 << 33, 3600  # 90 kHz ticks, 25 fps
+    clock = Clock(Fraction(1, 90000), wrap_bits=33)
+    raw = [period - 2 * step, period - step, 0, step]  # a wrap: time goes on
+    raw += [5 * step, 6 * step]
+    raw += [100, 100 + step]  # a reset: the clock restarts
+    raw += [period + 200 + step]  # FFmpeg's own wrap "correction" of a reset (+2^33): still continuous
+    raw += [100 + 2 * step + 90000 * 60]  # a forward jump of a minute: kept
+    placed = [clock.place(t, t) for t in raw]
+    assert all(b > a for a, b in zip(placed, placed[1:]))  # monotonic, every frame its own time
+    assert [kind for kind, _, _ in clock.events] == ["wrap", "reset", "forward_jump"]
+    assert placed[2] - placed[1] == step and placed[6] - placed[5] == step  # continuous across wrap and reset
+    assert placed[9] - placed[8] == 90000 * 60 + step - 100  # the forward gap stays a gap

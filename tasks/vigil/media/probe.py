@@ -21,6 +21,7 @@ MAX_PIXELS = 4096 * 4096  # FFmpeg's own fuzzing cap; larger headers are refused
 # clock: two frames 10^14 ms apart would otherwise plan 10^11 sampling bins.
 MAX_SECONDS_PER_FRAME = 3600
 MAX_DURATION_S = 366 * 24 * 3600
+MAX_LISTED = 20  # clock breaks spelled out as warnings (a motion-triggered recorder jumps forward often)
 # Containers without a seek index: shards seek to a keyframe packet's byte position instead.
 BYTE_SEEK_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpegtsraw"}
 
@@ -81,7 +82,11 @@ class RecordingProbe:
                 f"the stream carries no timestamps: times are synthesised at {self.synthesized_fps:g} fps "
                 "(the frame_rate parameter), frame n at n / rate; they are only as right as that rate"
             )
-        notes.extend(d.describe() for d in self.discontinuities)
+        notes.extend(d.describe() for d in self.discontinuities[:MAX_LISTED])
+        if len(self.discontinuities) > MAX_LISTED:
+            kinds = sorted({d.kind for d in self.discontinuities[MAX_LISTED:]})
+            notes.append(f"and {len(self.discontinuities) - MAX_LISTED} more clock breaks ({', '.join(kinds)}): "
+                         "all are listed in the manifest's probe.discontinuities")  # fmt: skip
         return notes
 
     @property
