@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from fractions import Fraction
@@ -24,8 +23,9 @@ import numpy as np
 
 from vigil.config import ProcessParams, sampling_rate
 from vigil.errors import ParameterError, RecordingError
-from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe, display_rotation, upright, video_streams
-from vigil.media.timeline import Clock
+from vigil.media.containers import display_rotation, upright, video_streams
+from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe
+from vigil.media.placement import Placer, seek_to_anchor
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
 from vigil.media.sharding import ShardRange, sample_bin
 
@@ -79,8 +79,8 @@ def sampled_frames(
         stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}  # a mid-stream size change is refused too
         if decoder == "cpu":
             stream.thread_type = "AUTO"  # frame threads; NVDEC decodes on the GPU's own engines
-        placer = _Placer(probe, shard.anchor_index)
-        skip_before = _seek_to_anchor(container, stream, probe, shard, placer)
+        placer = Placer(probe, shard.anchor_index)
+        skip_before = seek_to_anchor(container, stream, probe, shard, placer)
 
         def wants(packet) -> bool:
             if skip_before is not None and packet.pos is not None and 0 <= packet.pos < skip_before:
@@ -158,87 +158,6 @@ def _runs_without(occupied: list[int], first: int, end: int) -> list[tuple[int, 
         runs.append((cursor, end))
     return runs
 
-
-def _seek_to_anchor(container, stream, probe: RecordingProbe, shard: ShardRange, placer: "_Placer") -> int | None:
-    """Position the demuxer at the shard's anchor keyframe; return the byte position packets
-    before which are to be skipped (None: none). Containers without an index (MPEG-TS/PS, raw
-    streams) are seeked by the anchor packet's byte position, the one the probe saw: FFmpeg's
-    timestamp seek there bisects on timestamps and can land after the keyframe, or in another
-    segment of a file whose clock resets. Elsewhere, a timestamp seek on the raw clock."""
-    if shard.anchor_pts <= probe.start_pts and shard.anchor_index == 0:
-        return None  # from the first packet: the Clock starts as the probe's did
-    if probe.byte_seek and shard.anchor_pos >= 0:
-        container.seek(shard.anchor_pos, unsupported_byte_offset=True)
-        landed = next((p.pos for p in container.demux(stream) if p.pos is not None and p.pos >= 0), None)
-        if landed is None or landed > shard.anchor_pos:  # landed past the keyframe: read from the start
-            container.seek(0, unsupported_byte_offset=True)
-            placer.from_anchor(shard)  # the packets before the anchor are skipped, not placed
-            return shard.anchor_pos
-        container.seek(shard.anchor_pos, unsupported_byte_offset=True)
-        placer.from_anchor(shard)
-        return shard.anchor_pos
-    if probe.discontinuities or probe.synthesized_fps:
-        placer.from_start()  # no index and no byte positions: follow the clock from the start
-        return None
-    container.seek(shard.anchor_pts - shard.anchor_offset, stream=stream, backward=True, any_frame=False)
-    placer.from_anchor(shard)
-    return None
-
-
-class _Placer:
-    """Gives decoded frames their recording-timeline pts: packets are placed by a ``Clock`` in
-    decode order, and a frame takes the placement of the earliest pending packet with its raw pts
-    (a frame comes out of the decoder some packets after its own, and in another order). With
-    synthesised times (no timestamps), frames are numbered in the order the decoder hands them out."""
-
-    def __init__(self, probe: RecordingProbe, anchor_index: int):
-        self.probe = probe
-        self.period = 1 << probe.wrap_bits if probe.wrap_bits else 0
-        self.clock = Clock(probe.tb, probe.wrap_bits)
-        self.pending: deque[tuple[int, int, int]] = deque()  # (raw key, timeline pts, segment)
-        self.next_synthesized = 0
-
-    def from_start(self) -> None:
-        self.clock = Clock(self.probe.tb, self.probe.wrap_bits)
-        self.next_synthesized = 0
-
-    def from_anchor(self, shard: ShardRange) -> None:
-        self.clock = Clock(self.probe.tb, self.probe.wrap_bits, shard.anchor_offset, shard.anchor_step)
-        self.next_synthesized = shard.anchor_pts
-
-    def _key(self, pts: int) -> int:
-        return pts % self.period if self.period else pts
-
-    def packet(self, packet) -> Fraction | None:
-        """The timeline time of a demuxed packet (seconds from the first frame), None if unknown."""
-        if self.probe.synthesized_fps:
-            return None  # the packet order is not the presentation order: frames are timed instead
-        placed = self.clock.place(packet.pts, packet.dts)
-        if placed is None:
-            return None
-        self.pending.append((self._key(packet.pts), placed, len(self.clock.events)))
-        if len(self.pending) > _PENDING:
-            self.pending.popleft()  # a packet whose frame never came out (damage)
-        return self.probe.seconds(placed)
-
-    def frame(self, frame) -> int | None:
-        if self.probe.synthesized_fps:
-            placed = self.next_synthesized
-            self.next_synthesized += 1
-            return placed
-        if frame.pts is None:
-            return None
-        key = self._key(frame.pts)
-        for i, (raw, placed, segment) in enumerate(self.pending):
-            if raw == key:
-                del self.pending[i]
-                while self.pending and self.pending[0][2] < segment:
-                    self.pending.popleft()  # a later segment's frame is out: the earlier one is done
-                return placed
-        return None
-
-
-_PENDING = 4096
 
 def choose_decoder(params: ProcessParams, shard_index: int = 0) -> str:
     """``cpu`` or ``nvdec:N`` for one shard (the H.264/HEVC output is bit-exact either way).
@@ -389,69 +308,3 @@ def keyframes_between(probe: RecordingProbe, start_pts: int, end: Fraction) -> t
     lo = bisect.bisect_left(pts_list, start_pts)
     hi = bisect.bisect_left(pts_list, probe.start_pts + end / probe.tb)
     return probe.keyframes[lo:hi]
-
-
-def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequence[tuple[int, float]]) -> Iterator:
-    """Decode particular frames, given as ``(frame_index, pts_s)``; yield ``(frame_index, BGR image)``
-    in time order, one at a time, so a caller holds one full frame at a time whatever their number.
-    A frame that cannot be decoded is left out (review pictures are not worth failing for).
-    Where timestamp seeks cannot be trusted (no index, clock breaks, synthesised times), the
-    recording is decoded once from the start, frames placed on the timeline as in ``sampled_frames``.
-    """
-    import av
-
-    with av.open(source, mode="r", metadata_errors="ignore") as container:
-        stream = video_streams(container)[probe.stream_index]
-        stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}
-        ordered = sorted(set(wanted), key=lambda item: item[1])
-        if probe.byte_seek or probe.discontinuities or probe.synthesized_fps:
-            yield from _fetch_in_one_pass(container, stream, probe, ordered)
-            return
-        for frame_index, pts_s in ordered:
-            try:
-                image = _decode_at(container, stream, probe, pts_s)
-            except av.error.FFmpegError:
-                image = None
-            if image is not None:
-                yield frame_index, image
-
-
-def _fetch_in_one_pass(container, stream, probe: RecordingProbe, ordered: list[tuple[int, float]]) -> Iterator:
-    import av
-
-    placer = _Placer(probe, 0)
-    pending = list(ordered)
-
-    def wants(packet) -> bool:
-        placer.packet(packet)
-        return True
-
-    for frame in _decode(container, stream, wants, lambda: not pending):
-        if frame is None:
-            continue
-        pts = placer.frame(frame)
-        if pts is None:
-            continue
-        seconds = float(probe.seconds(pts))
-        while pending and pending[0][1] < seconds - 1e-6:
-            pending.pop(0)  # never came out of the decoder
-        if pending and abs(seconds - pending[0][1]) < 1e-6:
-            try:
-                yield pending.pop(0)[0], upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
-            except av.error.FFmpegError:
-                continue
-
-
-def _decode_at(container, stream, probe: RecordingProbe, pts_s: float) -> np.ndarray | None:
-    """Seek to the keyframe before ``pts_s`` and decode forward to the frame at that time."""
-    target = probe.start_pts + Fraction(pts_s).limit_denominator(1_000_000) / probe.tb
-    container.seek(max(int(target) - 1, probe.start_pts), stream=stream, backward=True, any_frame=False)
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        seconds = float(probe.seconds(frame.pts))
-        if abs(seconds - pts_s) < 1e-6:
-            return upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
-        if seconds > pts_s + 1:
-            return None
-    return None
