@@ -88,3 +88,150 @@ def huge_dimensions(target: Path) -> Path:
     """One gray frame of 4128 × 4128 pixels: more than vigil accepts (4096 × 4096)."""
     image = np.full((4128, 4128, 3), 128, np.uint8)
     return encode([image], [0.0], target)
+
+
+# ----------------------------------------------------------------- recorder exports (issue #11)
+
+
+def remux(source: Path, target: Path, format: str = "mpegts", offset_s: float = 0, start_s: float = 0,
+          end_s: float | None = None, streams_before: int = 0) -> Path:  # fmt: skip
+    """``source``'s video packets from ``start_s`` to ``end_s`` copied as they are (no re-encoding)
+    into ``format``, with ``offset_s`` added to every timestamp (a recorder clock starting late)."""
+    import av
+
+    with av.open(str(source)) as container, av.open(str(target), "w", format=format) as output:
+        stream = container.streams.video[0]
+        out_stream = output.add_stream_from_template(stream)
+        tb = stream.time_base
+        shift = int(round(offset_s / tb))
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            if packet.pts * tb < start_s or (end_s is not None and packet.pts * tb >= end_s):
+                if end_s is not None and packet.dts * tb >= end_s + 1:
+                    break
+                continue
+            packet.pts += shift
+            packet.dts += shift
+            packet.stream = out_stream
+            output.mux(packet)
+    return target
+
+
+def glued_segments(footage: Path, target: Path) -> Path:
+    """Two MPEG-TS segment files concatenated byte-wise, as DVR exports are: the first 60 s with a
+    clock starting 10 h in, then 79.4 s whose clock restarts at 0 (a backward jump)."""
+    first = remux(footage, target.with_suffix(".a.ts"), offset_s=36000, end_s=60)
+    second = remux(footage, target.with_suffix(".b.ts"), start_s=60, offset_s=-60)
+    target.write_bytes(first.read_bytes() + second.read_bytes())
+    return target
+
+
+def wrapping_clock(footage: Path, target: Path, before_wrap_s: float = 30) -> Path:
+    """MPEG-TS whose 33-bit 90 kHz clock wraps ``before_wrap_s`` into the footage."""
+    return remux(footage, target, offset_s=2**33 / 90000 - before_wrap_s)
+
+
+def forward_jump(footage: Path, target: Path, gap_s: float = 100) -> Path:
+    """MPEG-TS of the first 30 s, then (clock jumping ``gap_s`` ahead) the next 30 s."""
+    first = remux(footage, target.with_suffix(".a.ts"), offset_s=600, end_s=30)
+    second = remux(footage, target.with_suffix(".b.ts"), offset_s=600 + gap_s, start_s=30, end_s=60)
+    target.write_bytes(first.read_bytes() + second.read_bytes())
+    return target
+
+
+def zeroed_media(footage: Path, target: Path, length: int = 2_000_000) -> Path:
+    """``length`` bytes of an MP4's media data zeroed (a damaged copy); the index still lists every frame."""
+    data = bytearray(footage.read_bytes())
+    start = data.find(b"mdat") + 4 + 16
+    data[start : start + length] = bytes(length)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def raw_annex_b(footage: Path, target: Path, seconds: float = 20) -> Path:
+    """The first ``seconds`` of the footage as a raw Annex-B H.264 stream: no container, no timestamps."""
+    return remux(footage, target, format="h264", end_s=seconds)
+
+
+def far_apart_frames(target: Path, apart_ms: int = 10**14, size: int = 16) -> Path:
+    """A tiny MKV of two frames ``apart_ms`` apart: a clock that would plan 10^11 sampling bins."""
+    import av
+
+    image = np.full((size, size, 3), 90, np.uint8)
+    with av.open(str(target), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.options = {"g": "1", "bf": "0"}
+        for pts in (0, apart_ms):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return target
+
+
+def growing_resolution(footage: Path, target: Path, huge: int = 4128) -> Path:
+    """MPEG-TS whose header (first segment) says 64×64 and whose stream switches to huge × huge
+    frames after 2 s: the size cap must hold for decoded frames, not only for the header."""
+    small = [frame[:64, :64] for frame in _frames(footage, 20)]
+    first = encode(small, [i / 10 for i in range(20)], target.with_suffix(".a.mp4"))
+    second = encode([np.full((huge, huge, 3), 128, np.uint8)], [0.0], target.with_suffix(".b.mp4"))
+    a = remux(first, target.with_suffix(".a.ts"))
+    b = remux(second, target.with_suffix(".b.ts"), offset_s=2.0)
+    target.write_bytes(a.read_bytes() + b.read_bytes())
+    return target
+
+
+def animated_gif(footage: Path, target: Path, frames: int = 30) -> Path:
+    """An animated GIF of the footage at 10 fps, 192 × 108 pixels."""
+    import av
+
+    with av.open(str(target), "w", format="gif") as container:
+        stream = container.add_stream("gif", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 192, 108, "rgb8"
+        for i, image in enumerate(_frames(footage, frames)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(192, 108, "rgb8")
+            frame.pts, frame.time_base = i * 10, Fraction(1, 100)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return target
+
+
+def stored_sideways(footage: Path, target: Path, degrees: int, seconds: int = 40) -> Path:
+    """Phone-style footage: every other frame of the first ``seconds`` (5 fps), stored turned
+    ``degrees`` clockwise with a display matrix that turns it back (``degrees`` counter-clockwise),
+    so players show it upright. ``degrees`` 0 gives the upright reference, encoded the same way."""
+    frames = [np.rot90(image, -degrees // 90) for i, image in enumerate(_frames(footage, seconds * 10)) if i % 2 == 0]
+    return encode(frames, [i / 5 for i in range(len(frames))], target, rotation=degrees or None)
+
+
+def two_cameras(footage: Path, target: Path, seconds: int = 20) -> Path:
+    """A multi-channel DVR export: an MKV whose first video stream is black (a dead channel) and
+    whose second is the camera (``seconds`` of the footage at 10 fps)."""
+    import av
+
+    camera = list(_frames(footage, seconds * 10))
+    black = np.zeros((144, 256, 3), np.uint8)
+    with av.open(str(target), "w", format="matroska") as container:
+        streams = []
+        for width, height in ((256, 144), (camera[0].shape[1], camera[0].shape[0])):
+            stream = container.add_stream("libx264", rate=10)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.codec_context.options = {"g": "10", "bf": "0"}
+            streams.append(stream)
+        for i, image in enumerate(camera):
+            for stream, picture in zip(streams, (black, image)):
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts, frame.time_base = i, Fraction(1, 10)
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for stream in streams:
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return target

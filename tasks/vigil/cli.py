@@ -212,6 +212,7 @@ def params_from_args(args, cls=None):
 def _process(args) -> int:
     from vigil.config import RunRequest
     from vigil.errors import RecordingsFailed
+    from vigil.errors import InputError
     from vigil.orchestration import pipeline
     from vigil.orchestration.finalize import finalize
     from vigil.orchestration.progress import ShardProgress
@@ -230,6 +231,8 @@ def _process(args) -> int:
     )
     began = time.monotonic()
     planned = pipeline.plan_all(request, pipeline.discover(request))
+    if not planned["shards"] and not planned["failed"]:
+        raise InputError(f"nothing analysed: no recording found in {', '.join(request.sources)}")  # never "success, nothing done"
     results = []
     with ShardProgress(planned["shards"]) as progress:  # a bar on a terminal, log lines elsewhere
         for task in planned["shards"]:

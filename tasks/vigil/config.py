@@ -30,7 +30,8 @@ DEFAULT_CONF = 0.25
 DEFAULT_BATCH = 8
 RUNTIMES = ("auto", "onnx", "openvino", "openvino-int8", "torch")
 DECODERS = ("auto", "cpu", "nvdec")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".ts", ".mts", ".webm", ".h264", ".264", ".dav", ".asf")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".webm", ".h264", ".h265", ".hevc",
+                  ".264", ".265", ".dav", ".asf", ".gif", ".mpg", ".mpeg", ".ps", ".flv", ".3gp")
 _SHA256 = "^[0-9a-fA-F]{64}$"
 
 
@@ -150,6 +151,12 @@ class ProcessParams:
         unit="percent of pixels",
         help="skip inference on frames with less than this percentage of pixels changed since the last analysed "
         "one; they are marked 'static' (off by default; try 0.5)",
+    )  # fmt: skip
+    frame_rate: float | None = declared(
+        None, "Frame rate of streams without timestamps (fps; empty: none)", minimum=0, exclusive_minimum=True,
+        maximum=240, unit="frames per second",
+        help="synthesise times at this rate for video streams that carry none (raw Annex-B .h264/.h265 dumps); "
+        "every output of such a recording says its times are synthesised",
     )  # fmt: skip
 
     def __post_init__(self) -> None:

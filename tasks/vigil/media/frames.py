@@ -23,7 +23,9 @@ import numpy as np
 
 from vigil.config import ProcessParams, sampling_rate
 from vigil.errors import ParameterError, RecordingError
-from vigil.media.probe import Keyframe, RecordingProbe
+from vigil.media.containers import display_rotation, upright, video_streams
+from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe
+from vigil.media.placement import Placer, seek_to_anchor
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
 from vigil.media.sharding import ShardRange, sample_bin
 
@@ -31,13 +33,16 @@ from vigil.media.sharding import ShardRange, sample_bin
 @dataclass(frozen=True)
 class SampledFrame:
     """One sampling bin's outcome. For ``status == "ok"``, ``image`` is ``(h, w, 3) uint8`` BGR;
-    otherwise ``frame_index``, ``pts`` and ``image`` are None and ``seconds`` is the bin start."""
+    otherwise ``frame_index``, ``pts`` and ``image`` are None and ``seconds`` is the bin start.
+    A ``no_frame`` entry stands for a whole run of bins, up to ``until`` (exclusive): a gap in
+    the recording costs one entry however long it is."""
 
     frame_index: int | None
     pts: int | None
     seconds: Fraction
     image: np.ndarray | None
     status: str = STATUS_OK
+    until: Fraction | None = None
 
 
 def sampled_frames(
@@ -51,7 +56,10 @@ def sampled_frames(
 ) -> Iterator[SampledFrame]:
     """The first decodable frame of every sampling bin in ``[shard.start, shard.end)``, then an
     entry for each bin that has none. ``keyframes`` (pts-sorted) lets indexing recover after damage.
-    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``)."""
+    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``).
+
+    Times are on the recording timeline (``timeline.py``): packets are placed by a Clock seeded at
+    the anchor keyframe, and each decoded frame takes the time of the packet it came from."""
     import av
 
     fps = sampling_rate(sample_fps)
@@ -67,14 +75,17 @@ def sampled_frames(
     except (av.error.FFmpegError, OSError) as exc:
         raise RecordingError(uri, f"cannot open for decoding ({exc})") from exc
     with container:
-        stream = container.streams.video[0]
+        stream = video_streams(container)[probe.stream_index]
+        stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}  # a mid-stream size change is refused too
         if decoder == "cpu":
             stream.thread_type = "AUTO"  # frame threads; NVDEC decodes on the GPU's own engines
-        if shard.anchor_pts > probe.start_pts:
-            container.seek(shard.anchor_pts, stream=stream, backward=True, any_frame=False)
+        placer = Placer(probe, shard.anchor_index)
+        skip_before = seek_to_anchor(container, stream, probe, shard, placer)
 
         def wants(packet) -> bool:
-            seconds = None if packet.pts is None else probe.seconds(packet.pts)
+            if skip_before is not None and packet.pos is not None and 0 <= packet.pos < skip_before:
+                return False  # before the anchor's packet (a byte seek, or decoding from the start)
+            seconds = placer.packet(packet)
             if seconds is not None and shard.start <= seconds < shard.end:
                 bins_with_packets.add(sample_bin(seconds, sample_fps))
             return plan.wants(packet.is_keyframe, seconds)
@@ -84,9 +95,12 @@ def sampled_frames(
             if frame is None:
                 frame_index = None  # frames were lost: indices are unknown until the next keyframe
                 continue
-            pts = frame.pts
+            pts = placer.frame(frame)
             if pts is None or pts < shard.anchor_pts:
                 continue  # before the anchor: the demuxer seeked earlier than asked
+            if frame.width * frame.height > MAX_PIXELS:
+                frame_index = None  # a mid-stream size change past the cap: not analysed, "undecodable"
+                continue
             if pts in known:
                 frame_index = known[pts]  # (re-)anchor on a keyframe whose index the probe knows
             elif previous_pts is not None and pts <= previous_pts:
@@ -106,12 +120,43 @@ def sampled_frames(
             bins_sampled.add(current_bin)
             plan.needed_from = (current_bin + 1) / fps  # frames come in time order: earlier bins are closed
             # Only sampled frames leave the decoder: an NVDEC frame stays in GPU memory until here.
-            yield SampledFrame(frame_index, pts, seconds, frame.to_ndarray(format="bgr24"))
+            # Turned upright as players show it (phone footage is stored sideways): a person walking
+            # must not look like a person lying. Coordinates are in displayed-frame pixels.
+            image = upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
+            yield SampledFrame(frame_index, pts, seconds, image)
 
-    for missing in range(first_bin, end_bin):
-        if missing not in bins_sampled:
-            status = STATUS_UNDECODABLE if missing in bins_with_packets else STATUS_NO_FRAME
-            yield SampledFrame(None, None, max(shard.start, missing / fps), None, status)
+    yield from _unanalysed(shard, fps, first_bin, end_bin, bins_sampled, bins_with_packets)
+
+
+def _unanalysed(shard: ShardRange, fps: Fraction, first_bin: int, end_bin: int, sampled: set[int],
+                with_packets: set[int]) -> Iterator[SampledFrame]:  # fmt: skip
+    """Entries for the bins without an analysed frame: one per run of empty bins (``no_frame``),
+    one per bin that holds frames none of which decoded (``undecodable``). Only bins that hold a
+    frame are visited one by one, so the cost is bounded by the frame count, not the duration."""
+    empty = shard.empty_bins
+    if empty is None:  # not planned from the frame list: judge from the packets this shard demuxed
+        empty = _runs_without(sorted(with_packets | sampled), first_bin, end_bin)
+    cursor = first_bin
+    for lo, hi in [*empty, (end_bin, end_bin)]:
+        for b in range(cursor, min(lo, end_bin)):
+            if b not in sampled:
+                yield SampledFrame(None, None, max(shard.start, b / fps), None, STATUS_UNDECODABLE)
+        if lo < hi:
+            yield SampledFrame(None, None, max(shard.start, lo / fps), None, STATUS_NO_FRAME, min(shard.end, hi / fps))
+        cursor = max(cursor, hi)
+
+
+def _runs_without(occupied: list[int], first: int, end: int) -> list[tuple[int, int]]:
+    runs, cursor = [], first
+    for b in occupied:
+        if b >= end:
+            break
+        if b > cursor:
+            runs.append((cursor, b))
+        cursor = max(cursor, b + 1)
+    if end > cursor:
+        runs.append((cursor, end))
+    return runs
 
 
 def choose_decoder(params: ProcessParams, shard_index: int = 0) -> str:
@@ -263,36 +308,3 @@ def keyframes_between(probe: RecordingProbe, start_pts: int, end: Fraction) -> t
     lo = bisect.bisect_left(pts_list, start_pts)
     hi = bisect.bisect_left(pts_list, probe.start_pts + end / probe.tb)
     return probe.keyframes[lo:hi]
-
-
-def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequence[tuple[int, float]]) -> Iterator:
-    """Decode particular frames, given as ``(frame_index, pts_s)``; yield ``(frame_index, BGR image)``
-    in time order, one at a time, so a caller holds one full frame at a time whatever their number.
-    A frame that cannot be decoded is left out (review pictures are not worth failing for).
-    """
-    import av
-
-    with av.open(source, mode="r", metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
-        for frame_index, pts_s in sorted(set(wanted), key=lambda item: item[1]):
-            try:
-                image = _decode_at(container, stream, probe, pts_s)
-            except av.error.FFmpegError:
-                image = None
-            if image is not None:
-                yield frame_index, image
-
-
-def _decode_at(container, stream, probe: RecordingProbe, pts_s: float) -> np.ndarray | None:
-    """Seek to the keyframe before ``pts_s`` and decode forward to the frame at that time."""
-    target = probe.start_pts + Fraction(pts_s).limit_denominator(1_000_000) / probe.tb
-    container.seek(max(int(target) - 1, probe.start_pts), stream=stream, backward=True, any_frame=False)
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        seconds = float(probe.seconds(frame.pts))
-        if abs(seconds - pts_s) < 1e-6:
-            return frame.to_ndarray(format="bgr24")
-        if seconds > pts_s + 1:
-            return None
-    return None

@@ -27,12 +27,20 @@ class ShardRange:
     index: int
     start: Fraction
     end: Fraction
-    anchor_pts: int  # keyframe to seek to before decoding
+    anchor_pts: int  # keyframe to seek to before decoding (recording timeline)
     anchor_index: int  # that keyframe's frame index in presentation order
+    anchor_pos: int = -1  # its packet's byte position (seek target in containers without an index)
+    anchor_offset: int = 0  # its segment's timeline offset, and the clock step there (timeline.Clock)
+    anchor_step: int = 0
+    # Runs of sampling bins ``[first, end)`` in which the container holds no frame at all: these,
+    # and only these, are ``no_frame``; every other bin without an analysed frame is ``undecodable``.
+    # None: not known (a shard planned without the frame list): judged from the packets demuxed.
+    empty_bins: tuple[tuple[int, int], ...] | None = None
 
     def to_dict(self) -> dict:
         values = asdict(self)
         values["start"], values["end"] = str(self.start), str(self.end)
+        values["empty_bins"] = None if self.empty_bins is None else [list(run) for run in self.empty_bins]
         return values
 
     @classmethod
@@ -43,6 +51,10 @@ class ShardRange:
             end=Fraction(values["end"]),
             anchor_pts=int(values["anchor_pts"]),
             anchor_index=int(values["anchor_index"]),
+            anchor_pos=int(values.get("anchor_pos", -1)),
+            anchor_offset=int(values.get("anchor_offset", 0)),
+            anchor_step=int(values.get("anchor_step", 0)),
+            empty_bins=None if values.get("empty_bins") is None else tuple(tuple(r) for r in values["empty_bins"]),
         )
 
 
@@ -61,13 +73,50 @@ def plan_shards(probe: RecordingProbe, params: ProcessParams, max_shards: int = 
     duration = probe.duration
     length = effective_shard_seconds(duration, params, max_shards)
     count = max(1, math.ceil(duration / length))
+    fps = as_fraction(params.sample_fps)
+    empty = empty_bin_runs(probe, fps) if probe.frame_pts else None
     shards = []
     for index in range(count):
         start = index * length
         end = min((index + 1) * length, duration)
         anchor = probe.keyframe_at_or_before(start)
-        shards.append(ShardRange(index, start, end, anchor.pts, anchor.frame_index))
+        runs = None if empty is None else _clip(empty, math.ceil(start * fps), math.ceil(end * fps))
+        shards.append(ShardRange(index, start, end, anchor.pts, anchor.frame_index, anchor.pos, anchor.offset,
+                                 anchor.step, runs))  # fmt: skip
     return shards
+
+
+def empty_bin_runs(probe: RecordingProbe, fps: Fraction) -> list[tuple[int, int]]:
+    """Runs ``[first, end)`` of sampling bins holding no frame of the recording, in one pass over
+    the frames (integer arithmetic: a day of 25-fps footage is 2 million frames). A gap costs one
+    run however long it is."""
+    tb = probe.tb
+    num, den = tb.numerator * fps.numerator, tb.denominator * fps.denominator
+    start = probe.start_pts
+    total = math.ceil(probe.duration * fps)
+    runs, next_free = [], 0  # next_free: the first bin not yet known to hold a frame
+    for pts in probe.frame_pts:
+        b = (pts - start) * num // den
+        if b > next_free:
+            runs.append((next_free, b))
+        next_free = max(next_free, b + 1)
+    if total > next_free:
+        runs.append((next_free, total))
+    return runs
+
+
+def _clip(runs: list[tuple[int, int]], first: int, end: int) -> tuple[tuple[int, int], ...]:
+    import bisect
+
+    i = max(bisect.bisect_right(runs, (first, first)) - 1, 0)
+    clipped = []
+    for lo, hi in runs[i:]:
+        if lo >= end:
+            break
+        lo, hi = max(lo, first), min(hi, end)
+        if lo < hi:
+            clipped.append((lo, hi))
+    return tuple(clipped)
 
 
 def sample_bin(seconds: Fraction, sample_fps: float) -> int:

@@ -18,7 +18,7 @@ from vigil.config import VIDEO_SUFFIXES, RunRequest, as_fraction
 from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError, SourceChanged
 from vigil.media.frames import keyframes_between
 from vigil.orchestration.expected import check_all_matched, expected_for
-from vigil.media.probe import probe
+from vigil.media.probe import RecordingProbe, probe
 from vigil.media.sharding import MAX_SHARDS, effective_shard_seconds, plan_shards
 from vigil.store import layout
 from vigil.store.contracts import FileEntry, RecordingPlan, ShardResult, ShardTask, SourceVersion
@@ -39,8 +39,8 @@ def discover(request: RunRequest) -> list[ObjectInfo]:
     found: dict[str, ObjectInfo] = {}
     for source in request.sources:
         storage = storage_for(source, request.source_conn_id)
-        if source.lower().endswith(VIDEO_SUFFIXES):
-            info = storage.stat(source)
+        info = named_object(storage, source)  # one object named: analysed whatever its extension
+        if info is not None:
             found[info.uri] = info
             continue
         matches = list(iter_objects(storage, source, VIDEO_SUFFIXES))
@@ -50,6 +50,20 @@ def discover(request: RunRequest) -> list[ObjectInfo]:
             found[info.uri] = info
     check_all_matched(request, list(found.values()))  # an unused expected hash stops the run here
     return [found[uri] for uri in sorted(found)]
+
+
+def named_object(storage, source: str) -> ObjectInfo | None:
+    """The object a source URI names, or None when it is a prefix. Extension filters apply only to
+    prefix listings: an object named explicitly is the investigator's choice, and FFmpeg decides
+    whether it can be read (or the recording fails with its reason)."""
+    if source.endswith("/") or not parse_uri(source).key.strip("/"):
+        return None
+    try:
+        return storage.stat(source)
+    except ObjectNotFound:
+        if source.lower().endswith(VIDEO_SUFFIXES):
+            raise  # a recording named that is not there: say so, do not look for a prefix
+        return None
 
 
 def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[ObjectInfo]:
@@ -66,11 +80,13 @@ def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[Objec
 # ----------------------------------------------------------------------------------------- plan
 
 
-def recording_id_for(uri: str, sha256: str) -> str:
-    """``<file stem>-<first 12 hex of the content hash>``, safe as a Hive partition value."""
+def recording_id_for(uri: str, sha256: str, stream_index: int = 0) -> str:
+    """``<file stem>-<first 12 hex of the content hash>``, safe as a Hive partition value; the
+    video streams after a file's first are recordings of their own, ``<file stem>-s<N>-<hash>``."""
     stem = PurePosixPath(parse_uri(uri).key).stem
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "recording"
-    return f"{stem[:80]}-{sha256[:12]}"
+    stream = f"-s{stream_index}" if stream_index else ""
+    return f"{stem[:80]}{stream}-{sha256[:12]}"
 
 
 def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) -> list[ShardTask]:
@@ -83,12 +99,21 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     with storage.open(info.uri, etag=info.etag) as handle:
         reader = HashingReader(handle)
         try:
-            described = probe(reader, info.uri)
+            described = probe(reader, info.uri, request.params.frame_rate)
         except RecordingError:  # a recording that is not what was handed over says that first
             _check_expected_hash(storage, info.uri, reader.hexdigest(), expected)
             raise
         sha256 = reader.hexdigest()
     _check_expected_hash(storage, info.uri, sha256, expected)
+    tasks = _shard_tasks(info, request, described, sha256, max_shards)
+    for index in range(1, described.video_streams):  # every further video stream: a recording of its own
+        with storage.open(info.uri, etag=info.etag) as handle:
+            further = probe(handle, info.uri, request.params.frame_rate, stream_index=index)
+        tasks += _shard_tasks(info, request, further, sha256, max_shards)
+    return tasks
+
+
+def _shard_tasks(info: ObjectInfo, request: RunRequest, described: RecordingProbe, sha256: str, max_shards: int) -> list[ShardTask]:
     params = request.params
     shards = plan_shards(described, params, max_shards)
     used = effective_shard_seconds(described.duration, params, max_shards)
@@ -97,7 +122,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
             "%s: %.0f s long; shard length grown from %s s to %s s to stay within %d shards",
             info.uri, float(described.duration), params.shard_seconds, used, len(shards),
         )  # fmt: skip
-    recording_id = recording_id_for(info.uri, sha256)
+    recording_id = recording_id_for(info.uri, sha256, described.stream_index)
     for warning in described.warnings:
         log.warning("%s: %s", info.uri, warning)
     # Each shard gets the stream's timing and only its own keyframes (to re-anchor frame indices
@@ -105,7 +130,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     planned = RecordingPlan(
         recording_id=recording_id,
         source=SourceVersion.of(info, sha256),
-        probe=replace(described, keyframes=()),
+        probe=replace(described, keyframes=(), frame_pts=()),  # the frame list served planning only
         shard_count=len(shards),
         params=params,
         out=request.out,
@@ -273,7 +298,7 @@ def _analyse_shard(task: ShardTask, model_file, out, uris, run_context) -> tuple
             found_by_index = dict(zip((f.frame_index for f in analysed), detector.detect([f.image for f in analysed])))
             for frame in batch:  # in time order, so a static frame follows the frame it inherits from
                 if frame.image is None:
-                    rows.add_missing(frame.seconds, frame.status)
+                    rows.add_missing(frame.seconds, frame.status, frame.until)
                 elif frame.frame_index in static:
                     rows.add_static(frame.frame_index, frame.seconds, last_analysed[0], last_analysed[1])
                 else:
@@ -374,7 +399,8 @@ def _provenance(task: ShardTask, detector, runtime: str, run_context: dict | Non
         "recording_id": planned.recording_id,
         "source": planned.source.to_dict(),
         "shard": {**task.shard.to_dict(), "start_s": float(task.shard.start), "end_s": float(task.shard.end)},
-        "stream": {k: timing[k] for k in ("codec", "width", "height", "time_base", "start_pts", "end_pts", "rotation")},
+        "stream": {k: timing[k] for k in ("codec", "width", "height", "time_base", "start_pts", "end_pts", "rotation",
+                                          "stream_index", "container_stream", "synthesized_fps")},
         "params": planned.params.to_dict(),
         "model": {"name": detector.model_file.name, "sha256": detector.model_file.sha256},
         "runtime": runtime,

@@ -13,7 +13,7 @@ from vigil.store.schema import POSE_EVENTS, PRESENCE, TRACKS
 
 def source_fetcher(source: SourceVersion, probe: dict, conn_id: str | None):
     """Frames of the exact source version that was analysed (pinned by ETag on S3)."""
-    from vigil.media.frames import fetch_frames
+    from vigil.media.fetch import fetch_frames
     from vigil.media.probe import RecordingProbe
     from vigil.store.storage import storage_for
 

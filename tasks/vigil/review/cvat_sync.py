@@ -168,7 +168,10 @@ def _video(out: str, recording_id: str, conn_id: str | None) -> VideoMeta:
     manifest = next(m for m in manifests(out, conn_id) if m.recording_id == recording_id)
     probe = manifest.probe
     name = PurePosixPath(parse_uri(manifest.source.uri).key).name
-    return VideoMeta(name, manifest.frame_count or probe.get("frame_count"), probe.get("width"), probe.get("height"))
+    width, height = probe.get("width"), probe.get("height")
+    if probe.get("rotation") in (90, 270):
+        width, height = height, width  # coordinates are in displayed (rotated) pixels
+    return VideoMeta(name, manifest.frame_count or probe.get("frame_count"), width, height)
 
 
 def _check_same_video(found: VideoMeta, video: VideoMeta) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: frames.until_s (a no_frame row stands for a run of bins)
 PROVENANCE_KEY = b"vigil.provenance"  # Parquet key-value metadata: JSON, see orchestration/pipeline._provenance()
 
 DETECTIONS = "detections"
@@ -63,6 +63,7 @@ FRAMES_SCHEMA = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("inherits_from", pa.int64()),  # for status "static": the analysed frame it copies
         pa.field("runtime", pa.string(), nullable=False),
+        pa.field("until_s", pa.float64()),  # for a "no_frame" row: the end of the run of bins it stands for
     ]
 )
 
@@ -164,17 +165,18 @@ DESCRIPTIONS = {
     "source_uri": "the object the rows were read from (s3://… or file://…)",
     "shard_index": "which time shard produced the row (shard i covers [i·shard_seconds, (i+1)·shard_seconds))",
     "frame_index": "index of the frame in the source video stream, in presentation order, from 0",
-    "pts_s": "presentation time in seconds from the first frame of the stream (pts × time_base); for a bin without an analysed frame, the bin's start",
+    "pts_s": "presentation time in seconds from the first frame, on the recording timeline (pts × time_base; segments after a clock reset placed after the earlier ones, see the manifest's probe.discontinuities); for a bin without an analysed frame, the bin's start",
+    "until_s": "for a 'no_frame' row: the end (exclusive) of the run of sampling bins it stands for, a whole gap of the recording in one row; null for every other row",
     "captured_at": "wall-clock UTC time of the frame; null when the recording's start time is unknown",
     "det_index": "rank of the person in the frame, 0 = highest confidence",
     "track_id": "identity of the person across frames, assigned per recording once all its shards are done (shard files store null; the detections view fills it in)",
     "confidence": "person detection score, 0–1",
-    "x1": "box left edge, source-frame pixels",
-    "y1": "box top edge, source-frame pixels",
-    "x2": "box right edge, source-frame pixels",
-    "y2": "box bottom edge, source-frame pixels",
-    "kp_x": "17 keypoint x coordinates, COCO order, source-frame pixels",
-    "kp_y": "17 keypoint y coordinates, COCO order, source-frame pixels",
+    "x1": "box left edge, displayed-frame pixels (after the display rotation, see the manifest)",
+    "y1": "box top edge, displayed-frame pixels (after the display rotation, see the manifest)",
+    "x2": "box right edge, displayed-frame pixels (after the display rotation, see the manifest)",
+    "y2": "box bottom edge, displayed-frame pixels (after the display rotation, see the manifest)",
+    "kp_x": "17 keypoint x coordinates, COCO order, displayed-frame pixels (after the display rotation, see the manifest)",
+    "kp_y": "17 keypoint y coordinates, COCO order, displayed-frame pixels (after the display rotation, see the manifest)",
     "kp_conf": "17 keypoint confidences, COCO order, 0–1",
     "persons": "number of people detected in the frame (0 = analysed and nobody there)",
     "runtime": "the inference runtime (and decoder, if not the CPU) that produced the row, e.g. "
@@ -204,7 +206,7 @@ DESCRIPTIONS = {
     "dims": "length of the descriptor",
     "descriptor": "whole-body appearance descriptor (unit length; cosine similarity = dot product); never a face",
     "view_frames": "frame_index of each view averaged into the descriptor (the best view and up to 4 more)",
-    "status": "'ok': decoded and analysed; 'undecodable': the recording has frames here but none decoded; 'no_frame': the recording has no frame in this sampling interval; 'static': decoded but unchanged since an analysed frame, not analysed itself (see inherits_from)",
+    "status": "'ok': decoded and analysed; 'undecodable': the container holds frames here but none decoded (damage); 'no_frame': the container holds no frame in these sampling intervals (a gap in the recording, from pts_s to until_s); 'static': decoded but unchanged since an analysed frame, not analysed itself (see inherits_from)",
 }
 
 def markdown_table(table: str) -> str:

@@ -47,11 +47,12 @@ class ShardRows:
     recording_start: datetime | None = None
     detections: dict[str, list] = field(default_factory=lambda: {n: [] for n in SCHEMAS[DETECTIONS].names})
     frames: dict[str, list] = field(default_factory=lambda: {n: [] for n in SCHEMAS[FRAMES].names})
-    bins: dict[int, str] = field(default_factory=dict)  # sampling bin -> status
+    spans: list[tuple[Fraction, Fraction | None, str]] = field(default_factory=list)  # (from, until, status)
 
-    def add_missing(self, seconds: Fraction, status: str) -> None:
-        """A sampling bin with no analysed frame (``seconds`` is the bin's start)."""
-        self.add_frame(None, seconds, Detections.empty(), status)
+    def add_missing(self, seconds: Fraction, status: str, until: Fraction | None = None) -> None:
+        """A sampling bin with no analysed frame (``seconds`` is the bin's start), or with ``until``
+        a run of bins up to ``until`` (exclusive): one row stands for a whole gap of the recording."""
+        self.add_frame(None, seconds, Detections.empty(), status, until=until)
 
     def add_static(self, frame_index: int, seconds: Fraction, reference: int, found: Detections) -> None:
         """A frame not analysed because it did not change since frame ``reference``: it says how
@@ -59,8 +60,8 @@ class ShardRows:
         self.add_frame(frame_index, seconds, found, STATUS_STATIC, inherits_from=reference)
 
     def add_frame(self, frame_index: int | None, seconds: Fraction, found: Detections, status: str = STATUS_OK,
-                  inherits_from: int | None = None) -> None:  # fmt: skip
-        self.bins[sample_bin(seconds, self.sample_fps)] = status
+                  inherits_from: int | None = None, until: Fraction | None = None) -> None:  # fmt: skip
+        self.spans.append((seconds, until, status))
         pts_s = float(seconds)
         captured_at = self.recording_start + timedelta(seconds=pts_s) if self.recording_start else None
         _append(
@@ -74,6 +75,7 @@ class ShardRows:
             status=status,
             inherits_from=inherits_from,
             runtime=self.runtime,
+            until_s=None if until is None else float(until),
         )
         if status == STATUS_STATIC:
             return
@@ -113,9 +115,12 @@ class ShardRows:
         """``[start_s, end_s, status]`` ranges tiling the shard: what was analysed, and what not."""
         interval = 1 / sampling_rate(self.sample_fps)
         ranges: list[list] = []
-        for index in sorted(self.bins):
-            lo, hi = max(start, index * interval), min(end, (index + 1) * interval)
-            status = self.bins[index]
+        spans = []
+        for seconds, until, status in self.spans:
+            index = sample_bin(seconds, self.sample_fps)
+            hi = until if until is not None else (index + 1) * interval
+            spans.append((max(start, index * interval), min(end, hi), status))
+        for lo, hi, status in sorted(spans, key=lambda span: span[0]):
             if ranges and ranges[-1][2] == status and ranges[-1][1] == lo:
                 ranges[-1][1] = hi
             else:

@@ -1,0 +1,86 @@
+"""Container-level facts FFmpeg leaves to the caller: which streams are video, how to get back to
+the start of a file without an index, which proprietary recorder formats it cannot read, and how
+a stored frame is turned to display orientation."""
+
+from __future__ import annotations
+
+# Containers without a seek index: shards seek to a keyframe packet's byte position instead.
+BYTE_SEEK_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpegtsraw"}
+
+
+def rewind(container, stream) -> None:
+    """Back to the first packet. By byte where the container has no index: a timestamp seek to 0 in
+    an MPEG-TS whose clock wraps or resets lands wherever pts 0 happens to be."""
+    if container.format.name in BYTE_SEEK_FORMATS or set(container.format.name.split(",")) & BYTE_SEEK_FORMATS:
+        container.seek(0, unsupported_byte_offset=True)
+    else:
+        container.seek(0, stream=stream)
+
+
+def video_streams(container) -> list:
+    """The container's video streams, attached pictures (cover art, thumbnails) excluded."""
+    streams = []
+    for stream in container.streams.video:
+        disposition = getattr(stream, "disposition", None)
+        if disposition is not None and "attached_pic" in str(disposition).lower():
+            continue
+        streams.append(stream)
+    return streams
+
+
+def has_no_timestamps(container, stream, look: int = 64) -> bool:
+    """Whether the stream's first packets carry no timestamps at all (raw elementary streams)."""
+    import av
+
+    timed = False
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            if packet.pts is not None or packet.dts is not None:
+                timed = True
+                break
+            if count >= look:
+                break
+        rewind(container, stream)
+    except av.error.FFmpegError:
+        pass
+    return not timed
+
+
+# Recorder containers FFmpeg does not (fully) parse, by extension. FFmpeg's ``dhav`` demuxer reads
+# Dahua DHAV .dav files; other vendors' .dav and encrypted or older variants it cannot.
+PROPRIETARY = {
+    ".dav": "DVR .dav (FFmpeg reads Dahua DHAV .dav files; this one is another vendor's, an encrypted or older variant, or damaged)",
+    ".h64": "DVR .h64", ".sec": "Samsung SEC", ".g64": "Geovision G64", ".irf": "IRF", ".exe": "self-playing DVR export",
+    ".mfs": "Hikvision MFS", ".bvr": "BVR", ".ifv": "IFV", ".dvr": "DVR .dvr",
+}  # fmt: skip
+
+
+def unreadable_reason(uri: str, exc: BaseException) -> str:
+    """Why FFmpeg could not open a file, naming a proprietary recorder format where it is one."""
+    from pathlib import PurePosixPath
+
+    suffix = PurePosixPath(uri.split("?")[0]).suffix.lower()
+    if suffix in PROPRIETARY:
+        return (
+            f"FFmpeg cannot read this {PROPRIETARY[suffix]} file: a recorder's proprietary container. Export the "
+            "footage from the vendor's player (or the recorder itself) to MP4 or MPEG-TS and analyse that export, "
+            f"keeping this original as it is ({reason(exc)})"
+        )
+    return f"not a readable media container ({reason(exc)})"
+
+
+def display_rotation(frame) -> int:
+    """The counter-clockwise quarter turn (0, 90, 180, 270) a player applies to show ``frame``
+    upright: its display matrix (phone recorders store frames sideways and set it)."""
+    return (int(round((frame.rotation or 0) / 90)) * 90) % 360
+
+
+def upright(image, angle: int):
+    """``image`` (rows, columns, channels) turned ``angle`` degrees counter-clockwise, contiguous."""
+    import numpy as np
+
+    return np.ascontiguousarray(np.rot90(image, angle // 90)) if angle else image
+
+
+def reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
