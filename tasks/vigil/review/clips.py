@@ -74,12 +74,12 @@ def cut_clip(out: str, manifest, start: float, end: float, pad: float = 0.0,
     lo_pts = described.start_pts + int(Fraction(lo) / described.tb)
     hi_pts = described.start_pts + int(Fraction(hi) / described.tb)
     source = manifest.source.to_dict()
-    stream_index = int(getattr(manifest, "stream_index", 0))  # one video stream per recording until stated otherwise
-    data, copied = _copy_packets(source, stream_index, lo_pts, hi_pts, source_conn_id)
+    stream_index = described.stream_index  # counted among video streams, attached pictures left out
+    data, copied = _copy_packets(source, described, lo_pts, hi_pts, source_conn_id)
     digest = hashlib.sha256(data).hexdigest()
     name = f"{manifest.recording_id}_{_stamp(lo)}-{_stamp(hi)}_{digest[:8]}.mp4"
     clip_path = "/".join((CLIPS, partition(manifest.recording_id), name))
-    actual_start = float(described.seconds(copied["first_pts"]))
+    actual_start = float(described.seconds(copied["first_timeline_pts"]))
     actual_end = float(described.seconds(copied["end_pts"]))
     wall = _wall_clock(manifest.recording_start)
     record = ClipRecord(
@@ -159,10 +159,18 @@ def _one_manifest(listed: list, recording: str):
     return matches[0]
 
 
-def _copy_packets(source: dict, stream_index: int, lo_pts: int, hi_pts: int, conn_id: str | None) -> tuple[bytes, dict]:
-    """Stream-copy packets ``[keyframe at or before lo_pts, first keyframe at or after hi_pts)``."""
+def _copy_packets(source: dict, described, lo_pts: int, hi_pts: int, conn_id: str | None) -> tuple[bytes, dict]:
+    """Stream-copy packets ``[keyframe at or before lo_pts, first keyframe at or after hi_pts)``,
+    times on the recording timeline (the probe's: clock resets and wraps followed)."""
     import av
 
+    from vigil.media.containers import video_streams
+
+    if described.synthesized_fps:
+        raise ParameterError(
+            "this recording's stream carries no timestamps (its times were synthesised with frame_rate): "
+            "vigil cannot cut a clip a player would time correctly; export the range from the original file"
+        )
     storage = storage_for(source["uri"], conn_id)
     info = storage.stat(source["uri"])
     if info.size != source["size"] or (source.get("etag") and info.etag != source["etag"]):
@@ -171,72 +179,90 @@ def _copy_packets(source: dict, stream_index: int, lo_pts: int, hi_pts: int, con
             "a clip must come from the exact bytes that were analysed"
         )
     with storage.open(source["uri"], etag=source.get("etag")) as handle, av.open(handle) as container:
-        stream = container.streams[stream_index]
-        packets, end_pts = _packets_from_keyframe(container, stream, lo_pts, hi_pts)
-        if not packets:
+        stream = video_streams(container)[described.stream_index]
+        chosen, end_pts = _packets_from_keyframe(container, stream, described, lo_pts, hi_pts)
+        if not chosen:
             raise RecordingError(f"{source['uri']}: no packets between the requested times")
+        packets = [p for p, _ in chosen]
         with tempfile.TemporaryDirectory() as work:
             path = os.path.join(work, "clip.mp4")
-            shift = packets[0].dts if packets[0].dts is not None else packets[0].pts
+            shift = chosen[0][1] - (packets[0].pts - packets[0].dts if packets[0].dts is not None else 0)
             copied = {
                 "packets": len(packets),
-                "first_pts": packets[0].pts,
+                "first_pts": packets[0].pts,  # the container's own clock
                 "last_pts": max(p.pts for p in packets),
                 "first_dts": packets[0].dts,
                 "last_dts": packets[-1].dts,
                 "byte_start": min((p.pos for p in packets if p.pos is not None and p.pos >= 0), default=None),
                 "byte_end": max((p.pos + p.size for p in packets if p.pos is not None and p.pos >= 0), default=None),
+                "first_timeline_pts": chosen[0][1],  # the recording timeline's (what times in vigil mean)
                 "end_pts": end_pts,
             }
             with av.open(path, "w", format="mp4") as output:
                 target = output.add_stream_from_template(stream)
-                for packet in packets:
-                    packet.pts -= shift
+                for packet, placed in chosen:
+                    offset = placed - packet.pts  # from the container's clock to the timeline, then to 0
                     if packet.dts is not None:
-                        packet.dts -= shift
+                        packet.dts += offset - shift
+                    packet.pts = placed - shift
                     packet.stream = target
                     output.mux(packet)
             with open(path, "rb") as clip:
                 return clip.read(), copied
 
 
-def _packets_from_keyframe(container, stream, lo_pts: int, hi_pts: int) -> tuple[list, int | None]:
-    """Packets in decode order from the last keyframe at or before ``lo_pts`` up to the first
-    keyframe at or after ``hi_pts``, and where the copied frames end (stream time base).
+def _packets_from_keyframe(container, stream, described, lo_pts: int, hi_pts: int) -> tuple[list, int | None]:
+    """``[(packet, timeline pts)]`` in decode order from the last keyframe at or before ``lo_pts``
+    up to the first keyframe at or after ``hi_pts``, and where the copied frames end (timeline).
 
-    Containers without an index (MPEG-TS) may seek past the keyframe: then seek further back until
-    the first keyframe found lies at or before the start. Leading pictures of an open group that
-    follow the start keyframe but show before it cannot decode without the previous group: they
-    are left out. The end is the break keyframe's time, or earlier where leading pictures after
-    it in decode order show before it (those are not copied, so the clip honestly ends there).
+    Where the recording's clock is clean, a timestamp seek finds the start; containers without an
+    index (MPEG-TS) may seek past the keyframe, so it seeks further back until the first keyframe
+    lies at or before the start. Where the clock breaks (glued segments, wraps), raw times repeat,
+    so the file is followed from its first packet with the probe's ``Clock``, as the probe did.
+    Leading pictures of an open group that follow the start keyframe but show before it cannot
+    decode without the previous group: they are left out. The end is the break keyframe's time, or
+    earlier where leading pictures after it in decode order show before it.
     """
+    from vigil.media.timeline import Clock
+
+    if described.discontinuities or described.wrap_bits:
+        clock = Clock(described.tb, described.wrap_bits)
+        return _select(container.demux(stream), lo_pts, hi_pts, lambda p: clock.place(p.pts, p.dts))
     tb = stream.time_base
     for back in _SEEK_BACK_S:
         target = max(0, lo_pts - int(back / tb)) if back else lo_pts
         container.seek(target, stream=stream, backward=True, any_frame=False)
-        packets, start_pts, end_pts, after_break = [], None, None, 0
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.pts is None:
-                continue
-            if end_pts is not None:  # past the break: look a little further for leading pictures
-                end_pts = min(end_pts, packet.pts)
-                after_break += 1
-                if after_break >= 16:
-                    break
-                continue
-            if packet.is_keyframe and packet.pts <= lo_pts:
-                packets, start_pts = [], packet.pts  # a later keyframe still at or before the start
-            elif packet.is_keyframe and packet.pts >= hi_pts and start_pts is not None:
-                end_pts = packet.pts
-                continue
-            if start_pts is not None and packet.pts >= start_pts:
-                packets.append(packet)
-        if start_pts is not None and packets:
-            if end_pts is None:  # the recording ended first
-                last = max(packets, key=lambda p: p.pts)
-                end_pts = last.pts + (last.duration or 0)
-            return packets, end_pts
+        chosen, end_pts = _select(container.demux(stream), lo_pts, hi_pts, lambda p: p.pts)
+        if chosen:
+            return chosen, end_pts
     return [], None
+
+
+def _select(packets, lo_pts: int, hi_pts: int, place) -> tuple[list, int | None]:
+    chosen, start, end, after_break = [], None, None, 0
+    for packet in packets:
+        placed = place(packet)  # every packet, so a clock follows the file as the probe did
+        if packet.size == 0 or placed is None:
+            continue
+        if end is not None:  # past the break: look a little further for leading pictures
+            end = min(end, placed)
+            after_break += 1
+            if after_break >= 16:
+                break
+            continue
+        if packet.is_keyframe and placed <= lo_pts:
+            chosen, start = [], placed  # a later keyframe still at or before the start
+        elif packet.is_keyframe and placed >= hi_pts and start is not None:
+            end = placed
+            continue
+        if start is not None and placed >= start:
+            chosen.append((packet, placed))
+    if start is None or not chosen:
+        return [], None
+    if end is None:  # the recording ended first
+        last, placed = max(chosen, key=lambda c: c[1])
+        end = placed + (last.duration or 0)
+    return chosen, end
 
 
 def _wall_clock(recording_start: str | None):
