@@ -130,8 +130,8 @@ def test_openvino_bf16_finds_the_same_people_as_fp32_in_photos(photo):
 def test_openvino_bf16_matches_fp32_on_the_sample_footage(footage):
     """2 frames/s of the sample footage (vigil's default rate), FP32 from ONNX Runtime: the same
     people on every frame, 99 % of them with IoU >= 0.9 and confidence within 0.02. (On all 1,394
-    frames: 1,076 of 1,080; where people overlap, suppression may keep another box for one of them:
-    worst IoU 0.85, confidence 0.17 apart.)"""
+    frames with AMX: 1,076 of 1,080; the worst, a second box for a person half out of the frame, is
+    another candidate in BF16: IoU 0.85, confidence 0.17 apart.)"""
     _skip_unless_openvino_computes_in("bf16")
     import av
 
