@@ -50,7 +50,7 @@ def main() -> int:
                         help="also run vigil with static-scene gating at these thresholds (%% of pixels changed)")
     args = parser.parse_args()
 
-    runs = []
+    machine, runs = _machine(), []  # the load average before and after: other work on the machine slows it
     for minutes in args.minutes:
         copies = max(1, round(minutes * 60 / FOOTAGE_SECONDS))
         recording = _recording(copies)
@@ -99,7 +99,7 @@ def main() -> int:
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    report = {"when": stamp, "machine": _machine(), "runs": runs}
+    report = {"when": stamp, "machine": {**machine, "load_average_after": os.getloadavg()}, "runs": runs}
     (results / f"{stamp}.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {results / f'{stamp}.json'}")
     return 0
@@ -219,7 +219,19 @@ def _iou(a, b) -> float:
 def _machine() -> dict:
     import platform
 
-    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
+    # The CPU's model and the flags that decide the runtime and its instruction path (BF16, AMX, VNNI,
+    # AVX-512, AVX2): results from different CPUs are read side by side.
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            model = model or (value.strip() if key.strip() == "model name" else "")
+            flags = flags or (set(value.split()) if key.strip() == "flags" else set())
+    except OSError:
+        pass
+    wanted = {"amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2"}
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "cpu_model": model,
+            "cpu_flags": sorted(flags & wanted), "load_average": os.getloadavg(), "python": platform.python_version()}
 
 
 if __name__ == "__main__":

@@ -102,12 +102,14 @@ def test_shard_files_carry_provenance(file_run):
     assert provenance["airflow"]["dag_id"] == "vigil_process"
     assert {"ultralytics", "torch", "av", "ffmpeg", "pyarrow", "vigil"} <= set(provenance["versions"])
     from vigil.review import query
-    from vigil.model.detector import choose_runtime
+    from vigil.model.detector import choose_runtime, instruction_path
     from vigil.config import ProcessParams
 
-    # Every row says which runtime computed it: the one the hardware chose, as the file's provenance says.
-    expected = {"openvino": "openvino-", "onnx": "onnxruntime-"}[choose_runtime(ProcessParams())]
-    assert provenance["runtime"].startswith(expected)
+    # Every row says which runtime computed it, in which precision on which instructions: the ones the
+    # hardware chose (BF16 with OpenVINO, FP32 with ONNX Runtime), as the file's provenance says.
+    auto, runtime = choose_runtime(ProcessParams()), provenance["runtime"]
+    prefix, precision = {"openvino": ("openvino-", "bf16"), "onnx": ("onnxruntime-", "f32")}[auto]
+    assert runtime.startswith(prefix) and runtime.endswith(f"/cpu/{instruction_path(precision)}"), runtime
     con = query.connect(file_run["out"])
     for table in ("detections", "frames"):
         assert {r for (r,) in con.execute(f"SELECT DISTINCT runtime FROM {table}").fetchall()} == {provenance["runtime"]}

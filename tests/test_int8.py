@@ -54,7 +54,9 @@ def test_calibration_takes_even_spread_frames_of_the_footage():
 def test_int8_finds_the_same_people_as_fp32_pytorch_on_the_sample_footage():
     int8 = load_detector(ProcessParams(runtime="openvino-int8"))
     fp32 = load_detector(ProcessParams(runtime="torch"))
-    assert int8.runtime.startswith("openvino-") and int8.runtime.endswith("/cpu/int8")
+    from vigil.model.detector import instruction_path
+
+    assert int8.runtime.startswith("openvino-") and int8.runtime.endswith(f"/cpu/{instruction_path('int8')}")
     frames = held_out_frames()
     reference, found = [], []
     for start in range(0, len(frames), 8):  # batches of 8, as shards run

@@ -56,8 +56,9 @@ def letterbox_shape(height: int, width: int, imgsz: int, stride: int = 32) -> tu
 
 def choose_runtime(params: ProcessParams) -> str:
     """``auto``: PyTorch FP16 on CUDA; on a CPU with native BF16 (AVX-512 BF16 or AMX) OpenVINO,
-    which runs BF16 there at about 1.7x ONNX Runtime's FP32; elsewhere ONNX Runtime (about 2x
-    PyTorch on 2 cores, same boxes; OpenVINO in FP32 is no faster)."""
+    which runs BF16 there at about 1.7x ONNX Runtime's FP32 on AVX-512 BF16 (AMD EPYC) and 1.6x to 3x
+    on AMX (Intel Xeon; README "Performance"); elsewhere ONNX Runtime (about 2x PyTorch on 2 cores,
+    same boxes; OpenVINO in FP32 is no faster)."""
     if params.runtime != "auto":
         return params.runtime
     if params.device.startswith("cuda"):
@@ -66,12 +67,35 @@ def choose_runtime(params: ProcessParams) -> str:
 
 
 @lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+    return next((frozenset(line.partition(":")[2].split()) for line in lines if line.startswith("flags")), frozenset())
+
+
+def cpu_has_native_bf16() -> bool:
+    return not cpu_flags().isdisjoint({"avx512_bf16", "amx_bf16"})
+
+
+# For each precision, the instruction sets oneDNN (OpenVINO, PyTorch) and MLAS (ONNX Runtime) run
+# it on, fastest first: they take the first the CPU has. AMX has no FP32, so FP32 runs on AVX-512.
+_INSTRUCTION_PATHS = {
+    "bf16": (("amx_bf16", "amx"), ("avx512_bf16", "avx512")),
+    "f16": (("amx_fp16", "amx"), ("avx512_fp16", "avx512")),
+    "f32": (("avx512f", "avx512"), ("avx2", "avx2")),
+    "int8": (("amx_int8", "amx"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni")),
+}
+
+
+def instruction_path(precision: str) -> str:
+    """How this CPU computes in ``precision``, as each row's ``runtime`` records it: ``bf16-amx``,
+    ``bf16-avx512``, ``f32-avx512``, ``f32-avx2``; the precision alone where the flags say neither.
+    BF16 results differ slightly between AMX and AVX-512 BF16, so a row must say which it came from."""
+    isa = next((name for flag, name in _INSTRUCTION_PATHS.get(precision, ()) if flag in cpu_flags()), None)
+    return f"{precision}-{isa}" if isa else precision
 
 
 class PoseDetector:
@@ -90,22 +114,23 @@ class PoseDetector:
         if self.runtime_name == "torch":
             import torch
 
-            self.runtime = f"torch-{torch.__version__}/{params.device}" + ("/fp16" if self._half else "")
+            compute = "fp16" if self._half else instruction_path("f32")  # FP16 on CUDA, FP32 on the CPU
+            self.runtime = f"torch-{torch.__version__}/{params.device}/{compute}"
         elif self.runtime_name == "openvino-int8":
             import openvino
 
             # Backbone/neck in INT8 (VNNI/AMX), the head in the CPU's float precision (vigil.model.quantize).
-            self.runtime = f"openvino-{openvino.__version__.split('-')[0]}/cpu/int8"
+            self.runtime = f"openvino-{openvino.__version__.split('-')[0]}/cpu/{instruction_path('int8')}"
         elif self.runtime_name == "openvino":
             import openvino
 
             # The precision OpenVINO computes in on this CPU (bf16 where the CPU has it natively).
-            precision = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
-            self.runtime = f"openvino-{openvino.__version__.split('-')[0]}/cpu/{precision.get_type_name()}"
+            precision = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+            self.runtime = f"openvino-{openvino.__version__.split('-')[0]}/cpu/{instruction_path(precision)}"
         else:
             import onnxruntime
 
-            self.runtime = f"onnxruntime-{onnxruntime.__version__}/cpu"
+            self.runtime = f"onnxruntime-{onnxruntime.__version__}/cpu/{instruction_path('f32')}"
 
     @property
     def _half(self) -> bool:

@@ -179,8 +179,9 @@ DESCRIPTIONS = {
     "kp_y": "17 keypoint y coordinates, COCO order, displayed-frame pixels (after the display rotation, see the manifest)",
     "kp_conf": "17 keypoint confidences, COCO order, 0–1",
     "persons": "number of people detected in the frame (0 = analysed and nobody there)",
-    "runtime": "the inference runtime (and decoder, if not the CPU) that produced the row, e.g. "
-    "openvino-2026.4.1/cpu/bf16, onnxruntime-1.32.0/cpu or torch-2.14.1/cuda:0/fp16/nvdec",
+    "runtime": "the inference runtime, the precision and CPU instructions it computed with (and the decoder, if "
+    "not the CPU) that produced the row, e.g. openvino-2026.4.1/cpu/bf16-amx, openvino-2026.4.1/cpu/bf16-avx512, "
+    "onnxruntime-1.32.0/cpu/f32-avx2 or torch-2.14.1/cuda:0/fp16/nvdec",
     "first_s": "time of the track's first detection (seconds from the first frame)",
     "last_s": "time of the track's last detection",
     "first_captured_at": "wall-clock UTC time of the first detection, when the recording's start is known",
