@@ -147,3 +147,33 @@ def test_nightly_takes_its_hours_and_leaves_the_rest_for_later(airflow_db, tmp_p
     assert _state(second) == "success"
     rows = {r["uri"].rsplit("/", 1)[-1]: r["status"] for r in _summary(second)["recordings"]}
     assert rows == {"new.mp4": "finalized"}, "the next night takes what was left, not what was done"
+
+
+def test_gather_names_every_recording_without_shards_and_batches_the_rest(tmp_path, footage):
+    """Real plans of real recordings: one planned twice under the same id, one whose plan task
+    never answered; the rest batched within the limit, nothing lost."""
+    from vigil.config import ProcessParams, RunRequest
+    from vigil.orchestration import pipeline
+    from vigil.uri import file_uri
+
+    root, tmp_path = tmp_path, tmp_path / "drop"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir(parents=True)
+        shutil.copy(footage, tmp_path / folder / "cam.mp4")  # same name and content: one recording
+    shutil.copy(footage, tmp_path / "a" / "other.mp4")
+    request = RunRequest(sources=(file_uri(tmp_path),), out=file_uri(root / "out"),
+                         params=ProcessParams(shard_seconds=30, sample_fps=0.1))  # fmt: skip
+    found = pipeline.discover(request)
+    plans = [{"shards": [s.to_dict() for s in pipeline.plan(info, request)], "failed": []} for info in found]
+    recordings = [{"uri": info.uri, "last_modified": info.last_modified} for info in found]
+    recordings.append({"uri": file_uri(tmp_path / "lost.mp4"), "last_modified": None})  # its plan task failed
+    batches, failed, left = drop.gather(plans, recordings, None, limit=3)
+    assert left == [] and batches["cuda"] == []
+    assert {f["uri"]: f["error"].split(";")[0] for f in failed} == {
+        file_uri(tmp_path / "b" / "cam.mp4"): f"same file name and content as {file_uri(tmp_path / 'a' / 'cam.mp4')}, "
+                                               f"analysed as {plans[0]['shards'][0]['plan']['recording_id']}",
+        file_uri(tmp_path / "lost.mp4"): "its plan task failed",
+    }  # fmt: skip
+    assert len(batches["cpu"]) <= 3
+    kept = sorted((s["plan"]["source"]["uri"], s["shard"]["index"]) for b in batches["cpu"] for s in b)
+    assert kept == [(file_uri(tmp_path / "a" / name), i) for name in ("cam.mp4", "other.mp4") for i in range(5)]

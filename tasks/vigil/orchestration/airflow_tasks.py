@@ -188,47 +188,17 @@ def batch_shards(planned, unprocessed_only: bool = False, ti=None) -> dict:
     recordings that could not be planned (or that the nightly cap leaves for later) go to XCom
     for ``finalize`` to report."""
     from vigil.orchestration import drop
-    from vigil.store.contracts import ShardTask
 
     recordings = ti.xcom_pull(task_ids="discover", key=RECORDINGS_KEY)
     if recordings is None:  # refused or broken before anything was listed: nothing to analyse
         ti.xcom_push(key=FAILED_KEY, value=[{"uri": "(discover)", "error": "the run was refused or could not "
                                              "list its recordings; see the discover task's log"}])  # fmt: skip
         return {"cpu": [], "cuda": []}
-    plans = [p for p in (planned or []) if p]
-    failed = [f for p in plans for f in p["failed"]]
-    shards = [ShardTask.from_dict(s) for p in plans for s in p["shards"]]
-    by_uri: dict[str, list] = {}
-    for shard in shards:
-        by_uri.setdefault(shard.plan.source.uri, []).append(shard)
-    answered = set(by_uri) | {f["uri"] for f in failed}
-    failed += [{"uri": r["uri"], "error": "its plan task failed; see that task's log"}
-               for r in recordings if r["uri"] not in answered]  # fmt: skip
-    first_with_id: dict[str, str] = {}  # same name and content in two folders: one recording, analysed once
-    for uri in sorted(by_uri):
-        recording_id = by_uri[uri][0].plan.recording_id
-        if first_with_id.setdefault(recording_id, uri) != uri:
-            failed.append({"uri": uri, "error": f"same file name and content as {first_with_id[recording_id]}, "
-                                                f"analysed as {recording_id}; not analysed twice"})  # fmt: skip
-            del by_uri[uri]
-    left: list[dict] = []
-    if unprocessed_only:  # the nightly run: at most the cap's hours of the backlog tonight
-        modified = {r["uri"]: r.get("last_modified") for r in recordings}
-        durations = [{"uri": uri, "last_modified": modified.get(uri), "duration_s": float(group[0].plan.probe.duration)}
-                     for uri, group in by_uri.items()]  # fmt: skip
-        taken, left = drop.within_cap(durations, drop.NightlyCap.from_environment())
-        by_uri = {uri: group for uri, group in by_uri.items() if uri in taken}
-        if left:
-            log.warning("nightly cap: %d recordings (%.1f h) left for a later night: %s", len(left),
-                        sum(p["duration_s"] for p in left) / 3600, ", ".join(p["uri"] for p in left))  # fmt: skip
+    cap = drop.NightlyCap.from_environment() if unprocessed_only else None  # the nightly run: the cap's hours
+    batches, failed, left = drop.gather([p for p in (planned or []) if p], recordings, cap, _map_limit())
     ti.xcom_push(key=FAILED_KEY, value=failed)
     ti.xcom_push(key=LEFT_KEY, value=left)
-    kept = [s for uri in sorted(by_uri) for s in by_uri[uri]]
-    limit = _map_limit()
-    return {
-        device: drop.shard_batches([s.to_dict() for s in kept if s.plan.params.device.split(":")[0] == device], limit)
-        for device in ("cpu", "cuda")
-    }
+    return batches
 
 
 @task(

@@ -56,6 +56,45 @@ def _recording_of(shard: dict) -> str:
     return f"{shard['plan']['recording_id']}/{shard['plan'].get('generation') or ''}"
 
 
+def gather(plans: list[dict], recordings: list[dict], cap: NightlyCap | None, limit: int) -> tuple[dict, list[dict], list[dict]]:
+    """The plan tasks' outputs (``{"shards", "failed"}`` each) joined: the shard batches per device
+    (``{"cpu": [...], "cuda": [...]}``, at most ``limit`` each), the recordings that failed (those
+    that failed to plan, whose plan task gave no answer, or that repeat another's name and content)
+    and those the nightly ``cap`` leaves for later."""
+    from vigil.store.contracts import ShardTask
+
+    failed = [f for p in plans for f in p["failed"]]
+    by_uri: dict[str, list[ShardTask]] = {}
+    for shard in (ShardTask.from_dict(s) for p in plans for s in p["shards"]):
+        by_uri.setdefault(shard.plan.source.uri, []).append(shard)
+    answered = set(by_uri) | {f["uri"] for f in failed}
+    failed += [{"uri": r["uri"], "error": "its plan task failed; see that task's log"}
+               for r in recordings if r["uri"] not in answered]  # fmt: skip
+    first_with_id: dict[str, str] = {}  # same name and content in two folders: one recording, analysed once
+    for uri in sorted(by_uri):
+        recording_id = by_uri[uri][0].plan.recording_id
+        if first_with_id.setdefault(recording_id, uri) != uri:
+            failed.append({"uri": uri, "error": f"same file name and content as {first_with_id[recording_id]}, "
+                                                f"analysed as {recording_id}; not analysed twice"})  # fmt: skip
+            del by_uri[uri]
+    left: list[dict] = []
+    if cap is not None:
+        modified = {r["uri"]: r.get("last_modified") for r in recordings}
+        hours = [{"uri": uri, "last_modified": modified.get(uri), "duration_s": float(group[0].plan.probe.duration)}
+                 for uri, group in by_uri.items()]  # fmt: skip
+        taken, left = within_cap(hours, cap)
+        by_uri = {uri: group for uri, group in by_uri.items() if uri in taken}
+        if left:
+            log.warning("nightly cap: %d recordings (%.1f h) left for a later night: %s", len(left),
+                        sum(p["duration_s"] for p in left) / 3600, ", ".join(p["uri"] for p in left))  # fmt: skip
+    kept = [s for uri in sorted(by_uri) for s in by_uri[uri]]
+    batches = {
+        device: shard_batches([s.to_dict() for s in kept if s.plan.params.device.split(":")[0] == device], limit)
+        for device in ("cpu", "cuda")
+    }
+    return batches, failed, left
+
+
 @dataclass(frozen=True)
 class NightlyCap:
     """How much of the backlog one night takes: ``VIGIL_NIGHTLY_MAX_HOURS`` of recording time
