@@ -17,7 +17,7 @@ def test_dags_import_without_errors():
     assert {"vigil_process", "vigil_nightly"} <= set(bag.dags)
     process = bag.dags["vigil_process"]
     assert sorted(t.task_id for t in process.tasks) == [
-        "cpu_shards", "detect", "detect_gpu", "finalize", "gpu_shards", "plan"
+        "batch_shards", "cpu_shards", "detect", "detect_gpu", "discover", "finalize", "gpu_shards", "plan"
     ]  # fmt: skip
     assert process.get_task("detect").retries == 2
     assert process.get_task("detect").queue == "default"
