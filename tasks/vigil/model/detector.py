@@ -56,7 +56,7 @@ def letterbox_shape(height: int, width: int, imgsz: int, stride: int = 32) -> tu
 
 def choose_runtime(params: ProcessParams) -> str:
     """``auto``: PyTorch FP16 on CUDA; on a CPU with native BF16 (AVX-512 BF16 or AMX) OpenVINO,
-    which runs BF16 there at about 1.7x ONNX Runtime's FP32 on AVX-512 BF16 (AMD EPYC) and 1.6x to 3x
+    which runs BF16 there at about 1.7x ONNX Runtime's FP32 on AVX-512 BF16 (AMD EPYC) and 1.6x to 3.4x
     on AMX (Intel Xeon; README "Performance"); elsewhere ONNX Runtime (about 2x PyTorch on 2 cores,
     same boxes; OpenVINO in FP32 is no faster)."""
     if params.runtime != "auto":
