@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 from vigil import __version__
 from vigil.config import VIDEO_SUFFIXES, RunRequest, as_fraction
-from vigil.errors import InputError, IntegrityError, ObjectNotFound, ParameterError, RecordingError, SourceChanged
+from vigil.errors import InputError, IntegrityError, ObjectNotFound, RecordingError, SourceChanged
 from vigil.media.frames import keyframes_between
 from vigil.orchestration.expected import check_all_matched, expected_for
 from vigil.media.probe import RecordingProbe, probe
@@ -188,8 +188,8 @@ def start_from_name(uri: str) -> str | None:
 def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int = MAX_SHARDS) -> dict:
     """Plan every recording; a recording that cannot be read is reported, not allowed to stop the rest.
 
-    ``max_shards`` is Airflow's ``[core] max_map_length``: one run maps one task per shard, so
-    a run whose recordings need more shards than that is refused, saying what to change.
+    ``max_shards`` bounds the shards of one recording (its shards grow longer past it); a drop
+    may need any number in all: Airflow maps them in batches (``orchestration/drop.py``).
     """
     shards, failed = [], []
     first_with_id: dict[str, str] = {}  # recording_id -> the URI planned under it
@@ -204,12 +204,6 @@ def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int 
         except InputError as exc:
             log.error("cannot process %s: %s", info.uri, exc)
             failed.append({"uri": info.uri, "error": str(exc)})
-    if len(shards) > max_shards:
-        raise ParameterError(
-            f"{len(recordings)} recordings need {len(shards)} shards, more than one run can map ({max_shards}, "
-            "Airflow's [core] max_map_length): trigger the drop in smaller parts (fewer sources per run), "
-            "raise shard_seconds, or raise AIRFLOW__CORE__MAX_MAP_LENGTH"
-        )
     return {"shards": shards, "failed": failed}
 
 

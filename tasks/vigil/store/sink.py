@@ -16,23 +16,11 @@ import pyarrow.parquet as pq
 from vigil.config import sampling_rate
 from vigil.model.detections import Detections
 from vigil.media.sharding import sample_bin
+from vigil.store.contracts import FileEntry
 from vigil.store.schema import DETECTIONS, FRAMES, PROVENANCE_KEY, SCHEMAS, STATUS_OK, STATUS_STATIC
 from vigil.store.storage import Storage
 
 ROW_GROUP_ROWS = 50_000
-
-
-@dataclass(frozen=True)
-class PublishedFile:
-    """A file as written: what the manifest records about it."""
-
-    uri: str
-    sha256: str
-    rows: int
-    bytes: int
-
-    def to_dict(self) -> dict:
-        return {"uri": self.uri, "sha256": self.sha256, "rows": self.rows, "bytes": self.bytes}
 
 
 @dataclass
@@ -151,21 +139,21 @@ def parquet_bytes(table: pa.Table, provenance: dict) -> bytes:
     return buffer.getvalue()
 
 
-def publish(storage: Storage, uri: str, data: bytes, rows: int, overwrite: bool = False) -> PublishedFile:
+def publish(storage: Storage, uri: str, data: bytes, rows: int, overwrite: bool = False) -> FileEntry:
     """Publish ``data`` under ``uri`` in one atomic step, as a conditional create.
 
     If another attempt of the same shard published first, its file is kept and described
     instead: the key is deterministic, so both hold the same rows. ``overwrite`` replaces it.
     """
     if storage.write_bytes(uri, data, if_absent=not overwrite):
-        return PublishedFile(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=rows, bytes=len(data))
+        return FileEntry(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=rows, bytes=len(data))
     return describe(uri, storage.read_bytes(uri))
 
 
-def describe(uri: str, data: bytes) -> PublishedFile:
+def describe(uri: str, data: bytes) -> FileEntry:
     """What a manifest records about a published file."""
     rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-    return PublishedFile(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=rows, bytes=len(data))
+    return FileEntry(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=rows, bytes=len(data))
 
 
 def read_provenance(data: bytes) -> dict:
