@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"… {len(presence.rows)} intervals in all\n\nHow many per minute? (vigil query counts)")
     per_minute = query.counts(con)
     print(query.format_result(query.Result(per_minute.columns, per_minute.rows[:5])))
-    reports = sorted(out_dir.glob("review/recording_id=*/report.html"))
-    if reports:
-        print(f"\nReport to open in a browser: {reports[0]}")
+    reports = [m.artifacts["report.html"]["path"] for m in query.manifests(conf["out"]) if "report.html" in m.artifacts]
+    if reports:  # the manifest says where its run's report is (the layout module decides the path)
+        print(f"\nReport to open in a browser: {out_dir / reports[0]}")
     vigil = _command_path(Path(sys.executable).with_name("vigil"))  # works as printed, venv activated or not
     print(f"\nTry: {vigil} query presence {conf['out']}\n     {vigil} query detections {conf['out']} --from 00:10:00 --to 00:10:05"
           f"\n     {vigil} verify {conf['out']}\n(or `source .venv/bin/activate` once, then plain `vigil …`)")  # fmt: skip
