@@ -171,14 +171,14 @@ def _blank():
 
 
 def _plan(recording: Path, args, out: str) -> list[dict]:
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.config import ProcessParams, RunRequest
     from vigil.uri import file_uri
 
     params = ProcessParams(sample_fps=1.0, shard_seconds=args.shard_seconds, device=args.device,
                            batch_size=args.batch_size)  # fmt: skip
     request = RunRequest(sources=(file_uri(recording),), out=out, params=params)
-    return pipeline.plan_all(request, pipeline.discover(request))["shards"]
+    return planning.plan_all(request, planning.discover(request))["shards"]
 
 
 def _vigil_one_process(recording: Path, decoder: str, args) -> dict:

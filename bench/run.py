@@ -163,7 +163,7 @@ def _run_baseline(recording: str, sample_fps: float, _shard_seconds: int, _gate:
 def _run_vigil(recording: str, sample_fps: float, shard_seconds: int, gate: float, runtime: str) -> dict:
     import tempfile
 
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import pipeline, planning
     from vigil.review import query
     from vigil.orchestration.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
@@ -173,7 +173,7 @@ def _run_vigil(recording: str, sample_fps: float, shard_seconds: int, gate: floa
     params = ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds, static_gate=gate or None, runtime=runtime)
     request = RunRequest(sources=(file_uri(recording),), out=out, params=params)
     began = time.perf_counter()
-    planned = pipeline.plan_all(request, pipeline.discover(request))
+    planned = planning.plan_all(request, planning.discover(request))
     results = [pipeline.detect_shard(task) for task in planned["shards"]]
     finalize(results, planned["failed"])
     seconds = time.perf_counter() - began

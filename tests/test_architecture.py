@@ -10,7 +10,7 @@ PACKAGE = Path(vigil.__file__).parent
 # Lowest first. Top-level modules are the foundation every layer may use (errors, faults, uri,
 # config), except the CLI, which sits on top of everything.
 LAYERS = ["foundation", "media", "model", "store", "analysis", "review", "orchestration", "cli"]
-MAX_LINES = 300
+MAX_LINES = 320  # "about 300": a module near it gets split before it grows past
 
 
 def _layer(module: str) -> str:
@@ -71,3 +71,9 @@ def test_only_the_model_layer_imports_ultralytics_or_torch():
             if any(n.split(".")[0] in heavy for n in names) and _layer(name) != "model":
                 offenders.append(name)
     assert offenders == []
+
+
+def test_modules_stay_small():
+    """One job per module: a module past the limit is doing two and should be split."""
+    large = [f"{name}: {n} lines" for name, path in _modules() if (n := len(path.read_text().splitlines())) > MAX_LINES]
+    assert large == []

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def _process(path, out, sample_fps=1.0, shard_seconds=30):
     """Plan, analyse and finalize one recording; return its manifest and frames rows."""
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import pipeline, planning
     from vigil.review import query
     from vigil.orchestration.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
@@ -21,7 +21,7 @@ def _process(path, out, sample_fps=1.0, shard_seconds=30):
     request = RunRequest(
         sources=(file_uri(path),), out=file_uri(out), params=ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds)
     )
-    planned = pipeline.plan_all(request, pipeline.discover(request))
+    planned = planning.plan_all(request, planning.discover(request))
     if planned["failed"]:
         return planned["failed"], None, None
     finalize([pipeline.detect_shard(task) for task in planned["shards"]])

@@ -153,7 +153,7 @@ def test_gather_names_every_recording_without_shards_and_batches_the_rest(tmp_pa
     """Real plans of real recordings: one planned twice under the same id, one whose plan task
     never answered; the rest batched within the limit, nothing lost."""
     from vigil.config import ProcessParams, RunRequest
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.uri import file_uri
 
     root, tmp_path = tmp_path, tmp_path / "drop"
@@ -163,8 +163,8 @@ def test_gather_names_every_recording_without_shards_and_batches_the_rest(tmp_pa
     shutil.copy(footage, tmp_path / "a" / "other.mp4")
     request = RunRequest(sources=(file_uri(tmp_path),), out=file_uri(root / "out"),
                          params=ProcessParams(shard_seconds=30, sample_fps=0.1))  # fmt: skip
-    found = pipeline.discover(request)
-    plans = [{"shards": [s.to_dict() for s in pipeline.plan(info, request)], "failed": []} for info in found]
+    found = planning.discover(request)
+    plans = [{"shards": [s.to_dict() for s in planning.plan(info, request)], "failed": []} for info in found]
     recordings = [{"uri": info.uri, "last_modified": info.last_modified} for info in found]
     recordings.append({"uri": file_uri(tmp_path / "lost.mp4"), "last_modified": None})  # its plan task failed
     batches, failed, left = drop.gather(plans, recordings, None, limit=3)

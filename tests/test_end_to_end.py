@@ -201,7 +201,7 @@ def test_run_is_refused_before_any_work(airflow_db, tmp_path, footage, extra, wh
 
 
 def test_a_broken_recording_fails_alone(airflow_db, tmp_path, footage):
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.config import ProcessParams, RunRequest
     from vigil.uri import file_uri
 
@@ -215,7 +215,7 @@ def test_a_broken_recording_fails_alone(airflow_db, tmp_path, footage):
     assert [name.split(".")[0] for name in manifests] == [f"good-{FOOTAGE_SHA256[:12]}"]  # <id>.<run key>.json
     # The failure names the file and the reason.
     request = RunRequest(sources=(file_uri(drop),), out=file_uri(tmp_path / "out2"), params=ProcessParams(sample_fps=0.5))
-    failed = pipeline.plan_all(request, pipeline.discover(request))["failed"]
+    failed = planning.plan_all(request, planning.discover(request))["failed"]
     assert [f["uri"] for f in failed] == [file_uri(drop / "broken.mp4")]
     assert "not a readable media container" in failed[0]["error"]
 

@@ -154,7 +154,7 @@ def test_a_worker_killed_mid_shard_leaves_nothing_half_done(clean_run, tmp_path,
 
 def test_two_attempts_of_one_shard_on_s3_end_with_one_file(s3_storage, footage):
     """Two attempts of the same shard at once (as after a scheduler restart) against the S3 endpoint."""
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import pipeline, planning
     from vigil.config import ProcessParams, RunRequest
 
     bucket_in, bucket_out = s3_storage.buckets["source"], s3_storage.buckets["out"]
@@ -166,7 +166,7 @@ def test_two_attempts_of_one_shard_on_s3_end_with_one_file(s3_storage, footage):
         source_conn_id=S3_CONN_ID,
         out_conn_id=S3_CONN_ID,
     )
-    shard = pipeline.plan_all(request, pipeline.discover(request))["shards"][1]
+    shard = planning.plan_all(request, planning.discover(request))["shards"][1]
     pipeline.detect_shard(shard)  # warm the model so both attempts overlap in their writes
     s3_storage.client.delete_objects(
         Bucket=bucket_out,
@@ -192,7 +192,7 @@ def test_two_attempts_of_one_shard_on_s3_end_with_one_file(s3_storage, footage):
 
 
 def test_credentials_never_reach_outputs_or_logs(s3_storage, footage, caplog):
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import pipeline, planning
     from vigil.orchestration.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
 
@@ -203,7 +203,7 @@ def test_credentials_never_reach_outputs_or_logs(s3_storage, footage, caplog):
         params=ProcessParams(sample_fps=0.25, shard_seconds=600), source_conn_id=S3_CONN_ID, out_conn_id=S3_CONN_ID,
     )  # fmt: skip
     with caplog.at_level("DEBUG", logger="vigil"):
-        planned = pipeline.plan_all(request, pipeline.discover(request))
+        planned = planning.plan_all(request, planning.discover(request))
         finalize([pipeline.detect_shard(s) for s in planned["shards"]], planned["failed"])
     written = b"".join(s3_storage.read_bytes(o.uri) for o in s3_storage.list(f"s3://{bucket_out}/vigil"))
     for secret in (b"testing-secret", b"testing-key"):
@@ -253,7 +253,7 @@ def test_buckets_outside_the_allow_list_are_refused(monkeypatch):
 
 
 def test_a_recording_that_vanishes_after_listing_fails_alone(s3_storage, footage):
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.config import ProcessParams, RunRequest
 
     bucket = s3_storage.buckets["source"]
@@ -263,9 +263,9 @@ def test_a_recording_that_vanishes_after_listing_fails_alone(s3_storage, footage
         sources=(f"s3://{bucket}/drop/",), out=f"s3://{s3_storage.buckets['out']}/o",
         params=ProcessParams(sample_fps=0.5), source_conn_id=S3_CONN_ID, out_conn_id=S3_CONN_ID,
     )  # fmt: skip
-    listed = pipeline.discover(request)
+    listed = planning.discover(request)
     s3_storage.delete(f"s3://{bucket}/drop/a.mp4")
-    planned = pipeline.plan_all(request, listed)
+    planned = planning.plan_all(request, listed)
     assert [f["uri"] for f in planned["failed"]] == [f"s3://{bucket}/drop/a.mp4"]
     assert "no such object" in planned["failed"][0]["error"]
     assert {s.plan.source.uri for s in planned["shards"]} == {f"s3://{bucket}/drop/b.mp4"}

@@ -50,12 +50,12 @@ def test_the_form_and_the_cli_carry_the_declared_bounds_and_choices():
 
 
 def test_shard_seconds_has_one_type_everywhere():
-    from vigil.cli import _parser, params_from_args
+    from vigil.cli import build_parser, params_from_args
     from vigil.orchestration.airflow_tasks import run_request_from
 
     schema = _form()["shard_seconds"][1]
     assert schema["type"] == "number"
-    args = _parser().parse_args(["process", "file:///in/a.mp4", "--out", "file:///out", "--shard-seconds", "60"])
+    args = build_parser().parse_args(["process", "file:///in/a.mp4", "--out", "file:///out", "--shard-seconds", "60"])
     from_cli = params_from_args(args)
     form = {"sources": ["file:///in/a.mp4"], "out": "file:///out", "shard_seconds": 60}
     from_form = run_request_from(form, form, {"sources", "out", "shard_seconds"}).params
@@ -65,12 +65,12 @@ def test_shard_seconds_has_one_type_everywhere():
 
 @pytest.mark.parametrize("surface", ["cli", "form"])
 def test_a_value_out_of_bounds_is_refused_on_every_surface(surface):
-    from vigil.cli import _parser, params_from_args
+    from vigil.cli import build_parser, params_from_args
     from vigil.orchestration.airflow_tasks import run_request_from
 
     with pytest.raises(ParameterError, match="sample_fps must be in \\(0, 60\\]"):
         if surface == "cli":
-            params_from_args(_parser().parse_args(["process", "file:///a.mp4", "--out", "file:///o", "--sample-fps", "61"]))
+            params_from_args(build_parser().parse_args(["process", "file:///a.mp4", "--out", "file:///o", "--sample-fps", "61"]))
         else:
             form = {"sources": ["file:///a.mp4"], "out": "file:///o", "sample_fps": 61}
             run_request_from(form, form, set(form))

@@ -235,7 +235,7 @@ def test_probe_refuses_unreadable_input_naming_it(tmp_path, make, message):
 
 
 def test_a_run_needing_more_shards_than_airflow_can_map_is_planned_whole(tmp_path, footage):
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.config import RunRequest
     from vigil.uri import file_uri
 
@@ -243,9 +243,9 @@ def test_a_run_needing_more_shards_than_airflow_can_map_is_planned_whole(tmp_pat
         (tmp_path / name).write_bytes(footage.read_bytes())
     request = RunRequest(sources=(file_uri(tmp_path),), out=file_uri(tmp_path.parent / "out"),
                          params=ProcessParams(shard_seconds=10))  # fmt: skip
-    assert len(pipeline.plan_all(request, pipeline.discover(request), max_shards=28)["shards"]) == 28
+    assert len(planning.plan_all(request, planning.discover(request), max_shards=28)["shards"]) == 28
     # No refusal past the map limit: Airflow maps shards in batches (orchestration/drop.py).
-    assert len(pipeline.plan_all(request, pipeline.discover(request), max_shards=20)["shards"]) == 28
+    assert len(planning.plan_all(request, planning.discover(request), max_shards=20)["shards"]) == 28
 
 
 def test_decoder_choice_falls_back_to_the_cpu_only_when_asked_to_choose(monkeypatch):

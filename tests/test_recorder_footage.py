@@ -109,13 +109,13 @@ def test_damaged_frames_listed_in_the_index_are_undecodable_not_missing(footage,
 def _run(path, out, **params):
     """Plan, analyse and finalize through the pipeline; return the manifest(s) and the query connection."""
     from vigil.config import RunRequest
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import pipeline, planning
     from vigil.orchestration.finalize import finalize
     from vigil.review import query
     from vigil.uri import file_uri
 
     request = RunRequest(sources=(file_uri(path),), out=file_uri(out), params=ProcessParams(**{"sample_fps": 1.0, **params}))
-    planned = pipeline.plan_all(request, pipeline.discover(request))
+    planned = planning.plan_all(request, planning.discover(request))
     assert not planned["failed"], planned["failed"]
     finalize([pipeline.detect_shard(task) for task in planned["shards"]])
     return query.manifests(file_uri(out)), query.connect(file_uri(out))
@@ -217,9 +217,9 @@ def test_every_output_of_a_raw_stream_says_its_times_are_synthesised(footage, tm
 
 def _discover(*sources):
     from vigil.config import RunRequest
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
 
-    return [info.uri for info in pipeline.discover(RunRequest(sources=sources, out="file:///nonexistent/out"))]
+    return [info.uri for info in planning.discover(RunRequest(sources=sources, out="file:///nonexistent/out"))]
 
 
 def test_an_object_named_explicitly_is_taken_whatever_its_extension(footage, tmp_path):

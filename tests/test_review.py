@@ -96,7 +96,7 @@ def test_wall_clock_start_fills_captured_at_and_answers_wall_clock_windows(foota
 
 
 def test_wall_clock_start_from_the_file_name(footage, tmp_path, monkeypatch):
-    from vigil.orchestration.pipeline import start_from_name
+    from vigil.orchestration.planning import start_from_name
 
     monkeypatch.setenv("VIGIL_FILENAME_START", r"(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})")
     monkeypatch.setenv("VIGIL_FILENAME_TZ", "+03:00")

@@ -181,26 +181,26 @@ def drop(tmp_path, footage):
 @pytest.mark.parametrize("written", ["file://{root}/drop/cam 1.mp4", "file://{root}/drop//cam%201.mp4",
                                      "file://{root}/via-link/cam 1.mp4"])  # fmt: skip
 def test_a_wrong_expected_hash_stops_the_recording_however_its_uri_is_written(drop, written):
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.uri import file_uri
 
     request = RunRequest(sources=(file_uri(drop / "drop"),), out=file_uri(drop / "out"),
                          expected_sha256={written.format(root=drop): "ab" * 32})  # fmt: skip
-    (found,) = pipeline.discover(request)
+    (found,) = planning.discover(request)
     with pytest.raises(IntegrityError, match="not analysed"):
-        pipeline.plan(found, request)
+        planning.plan(found, request)
     right = RunRequest(sources=request.sources, out=request.out, expected_sha256={written.format(root=drop): FOOTAGE_SHA256})
-    assert pipeline.plan(found, right)
+    assert planning.plan(found, right)
 
 
 def test_an_expected_hash_that_matches_no_recording_stops_the_run(drop):
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.uri import file_uri
 
     request = RunRequest(sources=(file_uri(drop / "drop"),), out=file_uri(drop / "out"),
                          expected_sha256={f"file://{drop}/drop/cam1.mp4": FOOTAGE_SHA256})  # fmt: skip
     with pytest.raises(ParameterError, match="no such recording"):
-        pipeline.discover(request)
+        planning.discover(request)
 
 
 # ---------------------------------------------------------------- 12. raw SQL sees the tables only
@@ -227,7 +227,7 @@ def test_raw_sql_can_neither_read_files_nor_write_them(tmp_path):
 
 
 def test_a_duplicate_and_an_impossible_date_fail_alone(tmp_path, footage, monkeypatch):
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.uri import file_uri
 
     for folder, name in (("a", "cam_20240301_221500.mp4"), ("b", "cam_20240301_221500.mp4"), ("c", "cam_20240231_000000.mp4")):
@@ -236,7 +236,7 @@ def test_a_duplicate_and_an_impossible_date_fail_alone(tmp_path, footage, monkey
     monkeypatch.setenv("VIGIL_FILENAME_START", r"(?P<Y>\d{4})(?P<m>\d\d)(?P<d>\d\d)_(?P<H>\d\d)(?P<M>\d\d)(?P<S>\d\d)")
     request = RunRequest(sources=(file_uri(tmp_path / "drop"),), out=file_uri(tmp_path / "out"),
                          params=ProcessParams(sample_fps=0.5, shard_seconds=60))  # fmt: skip
-    planned = pipeline.plan_all(request, pipeline.discover(request))
+    planned = planning.plan_all(request, planning.discover(request))
     assert {s.plan.source.uri for s in planned["shards"]} == {file_uri(tmp_path / "drop" / "a" / "cam_20240301_221500.mp4")}
     reasons = {f["uri"].split("/drop/")[1]: f["error"] for f in planned["failed"]}
     assert set(reasons) == {"b/cam_20240301_221500.mp4", "c/cam_20240231_000000.mp4"}

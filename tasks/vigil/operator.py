@@ -9,6 +9,9 @@ Nothing here can be set from a trigger form:
 ``VIGIL_ALLOWED_CONN_IDS``  Airflow connections a trigger may name (``VIGIL_S3_CONN_ID`` always may)
 ``VIGIL_MODEL_DIRS``        folders or storage prefixes that weights other than the default may
                             come from (a ``.pt`` file is a pickle: loading it runs code)
+``VIGIL_FILENAME_START``    regex with named groups Y, m, d, H, M, S that reads a recording's
+                            wall-clock start from its file name (unset: no start from names)
+``VIGIL_FILENAME_TZ``       the offset of those names' times, e.g. ``+02:00`` (default UTC)
 
 Once either allow-list is set the policy is *restricted*: a scheme whose list is empty is then
 refused altogether (setting only buckets forbids every local path). With neither set, any
@@ -46,6 +49,8 @@ class OperatorPolicy:
     roots: tuple[str, ...] = ()  # file:// URIs
     conn_ids: frozenset[str] = frozenset()
     model_dirs: tuple[str, ...] = ()  # file:// or s3:// URIs
+    filename_start: str | None = None  # a regex, see the module docstring
+    filename_tz: str = "+00:00"
 
     @classmethod
     def from_environment(cls) -> "OperatorPolicy":
@@ -57,6 +62,8 @@ class OperatorPolicy:
             roots=tuple(_as_uri(r) for r in _csv("VIGIL_ALLOWED_ROOTS")),
             conn_ids=frozenset(conn_ids),
             model_dirs=tuple(_as_uri(d) for d in _csv("VIGIL_MODEL_DIRS")),
+            filename_start=os.environ.get("VIGIL_FILENAME_START") or None,
+            filename_tz=os.environ.get("VIGIL_FILENAME_TZ") or "+00:00",
         )
 
     @property

@@ -1,4 +1,4 @@
-"""Airflow task definitions shared by vigil's DAGs: wiring only, every body calls ``vigil.pipeline``.
+"""Airflow task definitions shared by vigil's DAGs: wiring only, every body calls ``orchestration.planning`` or ``pipeline``.
 
 Imported by the DAG files, so this module imports nothing heavy at module level (the
 dag-processor and every worker parse DAG files constantly): only ``airflow.sdk``, the standard
@@ -142,13 +142,13 @@ def discover(unprocessed_only: bool = False, params: dict | None = None, dag=Non
     go to XCom ``recordings`` for the drop summary."""
     from dataclasses import asdict
 
-    from vigil.orchestration import drop, pipeline
+    from vigil.orchestration import drop, planning
 
     try:
         request = run_request_from(params, dag_run.conf if dag_run else None, set(dag.params))
-        recordings = pipeline.discover(request)
+        recordings = planning.discover(request)
         if unprocessed_only:
-            recordings = pipeline.unprocessed(request, recordings)
+            recordings = planning.unprocessed(request, recordings)
     except Exception as exc:
         _fail_fast(exc)
     found = [asdict(info) for info in recordings]
@@ -164,7 +164,7 @@ def plan(recordings: list[dict], params: dict | None = None, dag=None, dag_run=N
     from airflow.sdk import get_current_context
 
     from vigil.errors import InputError
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.store.storage import ObjectInfo
 
     get_current_context()["plan_label"] = recordings[0]["uri"].rsplit("/", 1)[-1] + (
@@ -176,7 +176,7 @@ def plan(recordings: list[dict], params: dict | None = None, dag=None, dag_run=N
     shards, failed = [], []
     for info in recordings:
         try:
-            shards.extend(shard.to_dict() for shard in pipeline.plan(ObjectInfo(**info), request))
+            shards.extend(shard.to_dict() for shard in planning.plan(ObjectInfo(**info), request))
         except InputError as exc:
             failed.append({"uri": info["uri"], "error": str(exc)})
     return {"shards": shards, "failed": failed}

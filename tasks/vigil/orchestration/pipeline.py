@@ -1,210 +1,23 @@
-"""The steps the DAGs (and the CLI) run: discover -> plan -> detect_shard (then finalize.py).
+"""The shard step the DAGs (and the CLI) run after planning: ``detect_shard`` (then finalize.py).
 
-Each step takes and returns the typed contracts of ``store/contracts.py`` (``ShardTask``,
-``ShardResult``); Airflow passes their ``to_dict()`` through XCom (descriptors and counts, never
-frames or rows) and the CLI calls the same functions in a loop. Output paths come from ``store/layout``.
+It takes a ``ShardTask`` and returns a ``ShardResult`` (``store/contracts.py``); Airflow passes their
+``to_dict()`` through XCom (descriptors and counts, never frames or rows). Output paths come from
+``store/layout``; discovery and planning are in ``planning.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import replace
-from datetime import datetime, timezone
-from pathlib import PurePosixPath
 
 from vigil import __version__
-from vigil.config import VIDEO_SUFFIXES, RunRequest, as_fraction
-from vigil.errors import InputError, IntegrityError, ObjectNotFound, RecordingError, SourceChanged
-from vigil.media.frames import keyframes_between
-from vigil.orchestration.expected import check_all_matched, expected_for
-from vigil.media.probe import RecordingProbe, probe
-from vigil.media.sharding import MAX_SHARDS, effective_shard_seconds, plan_shards
+from vigil.errors import ObjectNotFound, SourceChanged
 from vigil.store import layout
-from vigil.store.contracts import FileEntry, RecordingPlan, ShardResult, ShardTask, SourceVersion
-from vigil.store.manifest import read_manifests
-from vigil.store.readers import HashingReader
+from vigil.store.contracts import FileEntry, ShardResult, ShardTask, SourceVersion
 from vigil.store.schema import FRAMES, SCHEMA_VERSION, TABLES
-from vigil.store.storage import ObjectInfo, iter_objects, storage_for
-from vigil.uri import parse_uri
+from vigil.orchestration.streaming import batches, prefetch
+from vigil.store.storage import storage_for
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------- discover
-
-
-def discover(request: RunRequest) -> list[ObjectInfo]:
-    """Every recording named by the request: objects given directly, and videos under prefixes."""
-    found: dict[str, ObjectInfo] = {}
-    for source in request.sources:
-        storage = storage_for(source, request.source_conn_id)
-        info = named_object(storage, source)  # one object named: analysed whatever its extension
-        if info is not None:
-            found[info.uri] = info
-            continue
-        matches = list(iter_objects(storage, source, VIDEO_SUFFIXES))
-        if not matches:
-            log.warning("no recordings (%s) under %s", ", ".join(VIDEO_SUFFIXES), source)
-        for info in matches:
-            found[info.uri] = info
-    check_all_matched(request, list(found.values()))  # an unused expected hash stops the run here
-    return [found[uri] for uri in sorted(found)]
-
-
-def named_object(storage, source: str) -> ObjectInfo | None:
-    """The object a source URI names, or None when it is a prefix. Extension filters apply only to
-    prefix listings: an object named explicitly is the investigator's choice, and FFmpeg decides
-    whether it can be read (or the recording fails with its reason)."""
-    if source.endswith("/") or not parse_uri(source).key.strip("/"):
-        return None
-    try:
-        return storage.stat(source)
-    except ObjectNotFound:
-        if source.lower().endswith(VIDEO_SUFFIXES):
-            raise  # a recording named that is not there: say so, do not look for a prefix
-        return None
-
-
-def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[ObjectInfo]:
-    """Recordings with no manifest under the output for the same object version and parameters.
-    An unreadable manifest is logged and counts as no manifest: its recording is processed again."""
-    listing = read_manifests(storage_for(request.out, request.out_conn_id), request.out)
-    for _, problem in listing.problems:
-        log.error("%s (run vigil verify)", problem)
-    done = {(m.source.uri, m.source.size, m.source.etag, m.params_fingerprint) for _, m in listing.found}
-    fingerprint = request.params.fingerprint()
-    return [r for r in recordings if (r.uri, r.size, r.etag, fingerprint) not in done]
-
-
-# ----------------------------------------------------------------------------------------- plan
-
-
-def recording_id_for(uri: str, sha256: str, stream_index: int = 0) -> str:
-    """``<file stem>-<first 12 hex of the content hash>``, safe as a Hive partition value; the
-    video streams after a file's first are recordings of their own, ``<file stem>-s<N>-<hash>``."""
-    stem = PurePosixPath(parse_uri(uri).key).stem
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "recording"
-    stream = f"-s{stream_index}" if stream_index else ""
-    return f"{stem[:80]}{stream}-{sha256[:12]}"
-
-
-def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) -> list[ShardTask]:
-    """Fingerprint and probe one recording, and describe each of its shards for ``detect_shard``."""
-    storage = storage_for(info.uri, request.source_conn_id)
-    info = storage.stat(info.uri)  # the exact version: size, ETag, version id, last-modified
-    # One pass: the probe demuxes the whole recording front to back and the reader hashes it as it
-    # goes (only a container index read out of order is read again).
-    expected = expected_for(request, info.uri)  # matched by canonical URI, not by spelling
-    with storage.open(info.uri, etag=info.etag) as handle:
-        reader = HashingReader(handle)
-        try:
-            described = probe(reader, info.uri, request.params.frame_rate)
-        except RecordingError:  # a recording that is not what was handed over says that first
-            _check_expected_hash(storage, info.uri, reader.hexdigest(), expected)
-            raise
-        sha256 = reader.hexdigest()
-    _check_expected_hash(storage, info.uri, sha256, expected)
-    tasks = _shard_tasks(info, request, described, sha256, max_shards)
-    for index in range(1, described.video_streams):  # every further video stream: a recording of its own
-        with storage.open(info.uri, etag=info.etag) as handle:
-            further = probe(handle, info.uri, request.params.frame_rate, stream_index=index)
-        tasks += _shard_tasks(info, request, further, sha256, max_shards)
-    return tasks
-
-
-def _shard_tasks(info: ObjectInfo, request: RunRequest, described: RecordingProbe, sha256: str, max_shards: int) -> list[ShardTask]:
-    params = request.params
-    shards = plan_shards(described, params, max_shards)
-    used = effective_shard_seconds(described.duration, params, max_shards)
-    if used != as_fraction(params.shard_seconds):
-        log.warning(
-            "%s: %.0f s long; shard length grown from %s s to %s s to stay within %d shards",
-            info.uri, float(described.duration), params.shard_seconds, used, len(shards),
-        )  # fmt: skip
-    recording_id = recording_id_for(info.uri, sha256, described.stream_index)
-    for warning in described.warnings:
-        log.warning("%s: %s", info.uri, warning)
-    # Each shard gets the stream's timing and only its own keyframes (to re-anchor frame indices
-    # after damage), not the recording's whole keyframe table: XCom stays small.
-    planned = RecordingPlan(
-        recording_id=recording_id,
-        source=SourceVersion.of(info, sha256),
-        probe=replace(described, keyframes=(), frame_pts=()),  # the frame list served planning only
-        shard_count=len(shards),
-        params=params,
-        out=request.out,
-        source_conn_id=request.source_conn_id,
-        out_conn_id=request.out_conn_id,
-        recording_start=request.recording_start or start_from_name(info.uri),
-        blur_faces=request.blur_faces,
-        clips=request.clips,
-        # Forced: this run's files get keys of their own, so no file an earlier manifest lists is replaced.
-        generation=datetime.now(timezone.utc).strftime("g%Y%m%dT%H%M%S%fZ") if request.force else None,
-    )
-    log.info("%s: %s, %d frames, %.1f s -> %d shards", info.uri, recording_id,
-             described.frame_count, float(described.duration), len(shards))  # fmt: skip
-    return [
-        ShardTask(planned, shard, tuple(keyframes_between(described, shard.anchor_pts, shard.end)))
-        for shard in shards
-    ]
-
-
-def _check_expected_hash(storage, uri: str, actual: str, expected: str | None) -> None:
-    """Stop a recording whose content is not what the investigator was given (parameter or sidecar)."""
-    origin = "the trigger parameter"
-    if expected is None:
-        try:
-            sidecar = storage.read_bytes(uri + ".sha256").decode("ascii", "replace").split()
-        except ObjectNotFound:
-            return
-        expected, origin = (sidecar[0] if sidecar else ""), f"the sidecar {uri}.sha256"
-    if actual != expected.lower():
-        raise IntegrityError(f"{uri}: SHA-256 is {actual}, but {origin} says {expected}; not analysed")
-
-
-def start_from_name(uri: str) -> str | None:
-    """A recording's wall-clock start from its file name, when the deployment says how to read it:
-    ``VIGIL_FILENAME_START`` is a regex with named groups Y, m, d, H, M, S (e.g. matching
-    ``cam3_20240301_221500.mp4``); times are UTC unless ``VIGIL_FILENAME_TZ`` gives an offset
-    such as ``+02:00``."""
-    import os
-
-    pattern = os.environ.get("VIGIL_FILENAME_START")
-    if not pattern:
-        return None
-    found = re.search(pattern, PurePosixPath(parse_uri(uri).key).name)
-    if not found:
-        return None
-    parts = {k: int(v) for k, v in found.groupdict().items() if v is not None}
-    zone = os.environ.get("VIGIL_FILENAME_TZ", "+00:00")
-    try:
-        stamp = datetime(parts["Y"], parts["m"], parts["d"], parts.get("H", 0), parts.get("M", 0), parts.get("S", 0))
-        return datetime.fromisoformat(stamp.isoformat() + zone).astimezone(timezone.utc).isoformat()
-    except (KeyError, ValueError) as exc:  # this recording fails alone, not the whole drop
-        raise RecordingError(uri, f"its file name gives no valid start time ({exc}); rename it or give recording_start") from exc
-
-
-def plan_all(request: RunRequest, recordings: list[ObjectInfo], max_shards: int = MAX_SHARDS) -> dict:
-    """Plan every recording; a recording that cannot be read is reported, not allowed to stop the rest.
-
-    ``max_shards`` bounds the shards of one recording (its shards grow longer past it); a drop
-    may need any number in all: Airflow maps them in batches (``orchestration/drop.py``).
-    """
-    shards, failed = [], []
-    first_with_id: dict[str, str] = {}  # recording_id -> the URI planned under it
-    for info in recordings:
-        try:
-            planned = plan(info, request, max_shards)
-            first = first_with_id.setdefault(planned[0].plan.recording_id, info.uri) if planned else info.uri
-            if first != info.uri:  # same name and content in two folders: one recording, analysed once
-                raise RecordingError(info.uri, f"same file name and content as {first}, analysed as "
-                                               f"{planned[0].plan.recording_id}; not analysed twice")  # fmt: skip
-            shards.extend(planned)
-        except InputError as exc:
-            log.error("cannot process %s: %s", info.uri, exc)
-            failed.append({"uri": info.uri, "error": str(exc)})
-    return {"shards": shards, "failed": failed}
 
 
 # --------------------------------------------------------------------------------------- detect
@@ -307,54 +120,6 @@ def _analyse_shard(task: ShardTask, model_file, out, uris, run_context) -> tuple
         files[name] = FileEntry(**publish(out, uris[name], parquet_bytes(table, provenance), table.num_rows).to_dict())
     return files, fetched, provenance
 
-
-def batches(frames, size: int):
-    """Lists holding up to ``size`` decoded frames (and any bins without a frame met on the way)."""
-    batch, decoded = [], 0
-    for frame in frames:
-        batch.append(frame)
-        decoded += frame.image is not None
-        if decoded >= size:
-            yield batch
-            batch, decoded = [], 0
-    if batch:
-        yield batch
-
-
-def prefetch(iterable, depth: int):
-    """Iterate ``iterable`` in a background thread, at most ``depth`` items ahead; errors propagate."""
-    import queue
-    import threading
-
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in iterable:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            items.put(exc)
-
-    worker = threading.Thread(target=produce, name="vigil-decode", daemon=True)
-    worker.start()
-    try:
-        while (item := items.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)
 
 
 def _check_unchanged(storage, planned: SourceVersion) -> None:
