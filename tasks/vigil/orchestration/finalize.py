@@ -14,8 +14,8 @@ from vigil import __version__
 from vigil.errors import RecordingsFailed, VigilError
 from vigil.store import layout
 from vigil.store.contracts import RecordingPlan, ShardResult
-from vigil.store.custody import seal
-from vigil.store.manifest import Manifest, ManifestShard, manifest_bytes, relative_entry
+from vigil.store.custody import publish_sealed
+from vigil.store.manifest import Manifest, ManifestShard, relative_entry
 from vigil.store.schema import DETECTIONS, FRAMES, SCHEMA_VERSION, SCHEMAS, TABLES
 from vigil.store.storage import Storage, storage_for
 
@@ -161,9 +161,7 @@ def _write_manifest(planned: RecordingPlan, shard_results: list[ShardResult]) ->
     })  # fmt: skip
     manifest = _publish_review(out, manifest, derived_tables, read, planned)
     uri = layout.manifest_uri(planned.out, planned.recording_id, planned.run_key)
-    data = manifest_bytes({**manifest.to_dict(), "ledger": layout.LEDGER})  # it says it is in the ledger
-    out.write_bytes(uri, data)
-    sealed = seal(out, planned.out, uri, data)  # signature, ledger entry, timestamps: store/custody.py
+    sealed = publish_sealed(out, planned.out, uri, manifest.to_dict())  # signed, ledgered, stamped: store/custody
     summary = {
         "recording_id": planned.recording_id,
         "source_uri": planned.source.uri,

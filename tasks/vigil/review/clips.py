@@ -8,7 +8,9 @@ the requested end (or at the end of the recording), so every frame up to the end
 Each clip gets a record beside it (``<clip>.json``, sealed like a manifest): the clip's SHA-256,
 the source's SHA-256 and version, the byte and timestamp range copied, and the requested and
 actual start and end in recording time and, where the recording's start is known, wall-clock time.
-``verify_clips`` re-hashes every clip against its record.
+The record is signed, entered in the ledger and timestamped exactly as a manifest is
+(``store.custody.publish_sealed``), so ``vigil verify --trust`` catches a clip whose record was
+forged or resealed; ``verify_clips`` re-hashes every clip against its record.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from fractions import Fraction
 
 from vigil.errors import IntegrityError, ObjectNotFound, ParameterError, RecordingError
 from vigil.store.layout import CLIPS, partition
-from vigil.store.manifest import load_sealed, manifest_bytes, sealed_records
+from vigil.store.custody import publish_sealed
+from vigil.store.manifest import load_sealed, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
@@ -96,7 +99,10 @@ def cut_clip(out: str, manifest, start: float, end: float, pad: float = 0.0,
     )
     storage = storage_for(out, conn_id)
     storage.write_bytes(join_uri(out, clip_path), data)
-    storage.write_bytes(join_uri(out, clip_path + ".json"), manifest_bytes(record.to_dict()))
+    record_uri = join_uri(out, clip_path + ".json")
+    if publish_sealed(storage, out, record_uri, record.to_dict(), if_absent=True) is None:
+        # Cut before (the name holds the clip's hash): its first record, signed and ledgered, stands.
+        return _existing(storage, record_uri, digest)
     return record
 
 
@@ -143,6 +149,14 @@ def verify_clips(out: str, conn_id: str | None = None) -> list[str]:
         if hashlib.sha256(data).hexdigest() != record["clip_sha256"]:
             problems.append(f"{record['clip_path']}: SHA-256 differs from its record {info.uri}")
     return problems
+
+
+def _existing(storage, record_uri: str, digest: str) -> ClipRecord:
+    values = load_sealed(storage.read_bytes(record_uri), record_uri)
+    if values.get("clip_sha256") != digest:
+        raise IntegrityError(f"{record_uri}: already records another clip ({values.get('clip_sha256')}); not replaced")
+    fields = ClipRecord.__dataclass_fields__
+    return ClipRecord(**{k: v for k, v in values.items() if k in fields})
 
 
 def load_clip_records(out: str, conn_id: str | None = None) -> list[dict]:

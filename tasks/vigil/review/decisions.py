@@ -2,9 +2,11 @@
 
 Decisions live beside the analysis, never inside it: each is one sealed JSON record (self-hashed
 like a manifest) under ``OUT/reviews/recording_id=…/``, created with a conditional write and never
-changed. A later decision on the same target supersedes the earlier one; the history stays. Each
-record carries the SHA-256 of the detection rows it refers to, so a decision made on rows that a
-re-analysis has since changed shows up as ``stale`` instead of silently applying to other rows.
+changed, and signed, entered in the ledger and timestamped exactly as a manifest is (so a decision
+rewritten, forged or deleted fails ``vigil verify --trust``). A later decision on the same target
+supersedes the earlier one; the history stays. Each record carries the SHA-256 of the detection
+rows it refers to, so a decision made on rows that a re-analysis has since changed shows up as
+``stale`` instead of silently applying to other rows.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import uuid
 from datetime import datetime, timezone
 
 from vigil.errors import IntegrityError, ObjectNotFound, ParameterError
-from vigil.store.layout import REVIEWS
-from vigil.store.manifest import load_sealed, manifest_bytes, sealed_records
+from vigil.store.custody import publish_sealed
+from vigil.store.layout import REVIEWS, partition
+from vigil.store.manifest import load_sealed, sealed_records
 from vigil.store.storage import storage_for
 from vigil.uri import join_uri
 
@@ -61,10 +64,10 @@ def record_decision(out: str, recording: str, target: str, target_id: int, decis
         "reviewer": reviewer,
         "decided_at": now.isoformat(),
         "rows_sha256": rows_sha256(rows),
-        **{k: v for k, v in (extra or {}).items() if k not in COLUMNS and k != "format"},
+        **{k: v for k, v in (extra or {}).items() if k not in COLUMNS and k not in ("format", "ledger")},
     }
-    uri = join_uri(out, REVIEWS, f"recording_id={recording_id}", f"{record['record_id']}.json")
-    if not storage_for(out, conn_id).write_bytes(uri, manifest_bytes(record), if_absent=True):
+    uri = join_uri(out, REVIEWS, partition(recording_id), f"{record['record_id']}.json")
+    if publish_sealed(storage_for(out, conn_id), out, uri, record, if_absent=True) is None:
         raise IntegrityError(f"{uri} exists already; decisions are never overwritten (try again)")
     return record
 
@@ -81,6 +84,8 @@ def verify_decisions(out: str, conn_id: str | None = None) -> list[str]:
     storage = storage_for(out, conn_id)
     problems = []
     for info in storage.list(join_uri(out, REVIEWS)):
+        if not info.uri.endswith(".json"):
+            continue  # signatures and timestamp tokens beside a decision: store.custody checks them
         try:
             record = load_sealed(storage.read_bytes(info.uri), info.uri)
         except IntegrityError as exc:

@@ -1,15 +1,20 @@
-"""Chain of custody: seal each manifest as it is written, and check an output's seals.
+"""Chain of custody: seal each record as it is written, and check an output's seals.
 
-``seal`` is the one call finalize makes after writing a manifest: sign it (when the operator
-configured a key), record it in the ledger, ask the configured TSAs for timestamps. ``check``
-is what ``vigil verify --trust`` adds to the file-by-file check of ``store.manifest.verify``:
+A *record* is a sealed JSON file that vouches for others: a manifest (the files of one run), a
+clip record (one clip and the source range it copies) or a review decision (an investigator's
+verdict, with the hash of the rows it is about); ``layout.sealed_record_uris`` lists them.
+``seal`` is the one call made after writing any of them (finalize, ``vigil clip``, ``vigil
+review``, the plugin's form, a CVAT import): sign it (when the operator configured a key), record
+it in the ledger, ask the configured TSAs for timestamps. ``check`` is what ``vigil verify
+--trust`` adds to the file-by-file checks of ``store.manifest.verify``, ``verify_clips`` and
+``verify_decisions``:
 
-- every manifest is signed by a trusted key (a forged file with a resealed manifest fails here);
+- every record is signed by a trusted key (a forged file with a resealed record fails here);
 - the ledger's chain is whole and its entries are signed by a trusted key (a rewritten ledger);
-- every manifest is the one the ledger recorded last for its path (a replaced manifest);
-- every manifest the ledger recorded is still there (a recording deleted whole);
+- every record is the one the ledger recorded last for its path (a replaced record);
+- every record the ledger recorded is still there (a recording, clip or decision deleted);
 - with ``--head``, the ledger still reaches the head an Airflow run recorded (a truncated ledger);
-- each timestamp token is over its manifest's bytes and chains to a configured root.
+- each timestamp token is over its record's bytes and chains to a configured root.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from dataclasses import dataclass, field
 
 from vigil.errors import IntegrityError, ObjectNotFound
 from vigil.store import ledger, signing, timestamps
-from vigil.store.layout import KEYS
-from vigil.store.schema import MANIFESTS
+from vigil.store.layout import CLIPS, KEYS, LEDGER, REVIEWS, sealed_record_uris
+from vigil.store.manifest import manifest_bytes
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
 
@@ -30,28 +35,38 @@ SELECTION = "export.json"  # in an evidence package: which recordings it holds (
 
 @dataclass(frozen=True)
 class Sealed:
-    """What ``seal`` did for one manifest."""
+    """What ``seal`` did for one record."""
 
     signed_by: str | None  # key fingerprint, None when no key is configured
     ledger_head: str  # "SEQ:SHA256" after this manifest's entry
     timestamped: bool  # a token from every configured TSA (False when none is configured)
 
 
-def seal(storage: Storage, out: str, manifest_uri: str, data: bytes, run: str | None = None) -> Sealed:
-    """Sign, record in the ledger and timestamp a manifest just written at ``manifest_uri``."""
+def seal(storage: Storage, out: str, record_uri: str, data: bytes, run: str | None = None) -> Sealed:
+    """Sign, record in the ledger and timestamp a record (manifest, clip record, review decision)
+    just written at ``record_uri`` with these bytes."""
     signer = signing.configured_signer()
     signature = None
     if signer is not None:
         signature = signer.sign(data)
         # The public half travels with the output (for export); trust still comes from --trust.
         storage.write_bytes(key_uri(out, signer.fingerprint), signer.public_pem(), if_absent=True)
-        storage.write_bytes(manifest_uri + signing.KEY_NAME_SUFFIX, signing.key_name_bytes(signer.fingerprint))
-        storage.write_bytes(manifest_uri + signing.SIG_SUFFIX, signature)
-    path = _relative(manifest_uri, out)
+        storage.write_bytes(record_uri + signing.KEY_NAME_SUFFIX, signing.key_name_bytes(signer.fingerprint))
+        storage.write_bytes(record_uri + signing.SIG_SUFFIX, signature)
+    path = _relative(record_uri, out)
     head = ledger.append(storage, out, path, hashlib.sha256(data).hexdigest(), signature, signer, run or ledger.run_id())
     urls = timestamps.configured_urls()
-    missing = timestamps.stamp(storage, manifest_uri, data, urls) if urls else []
+    missing = timestamps.stamp(storage, record_uri, data, urls) if urls else []
     return Sealed(signer.fingerprint if signer else None, str(head), bool(urls) and not missing)
+
+
+def publish_sealed(storage: Storage, out: str, record_uri: str, record: dict, if_absent: bool = False) -> Sealed | None:
+    """Write a record in its sealed (self-hashed) form, saying it is in the ledger, then ``seal`` it.
+    With ``if_absent``, a record already at ``record_uri`` is left as it is: returns None."""
+    data = manifest_bytes({**record, "ledger": LEDGER})
+    if not storage.write_bytes(record_uri, data, if_absent=if_absent):
+        return None
+    return seal(storage, out, record_uri, data)
 
 
 def key_uri(out: str, fingerprint: str) -> str:
@@ -60,14 +75,15 @@ def key_uri(out: str, fingerprint: str) -> str:
 
 
 def stamp_all(storage: Storage, out: str, retries: int = 3, backoff_s: float = 2.0) -> dict[str, list[str]]:
-    """``vigil stamp``: ask again for every token still missing; returns manifest -> TSAs still missing."""
+    """``vigil stamp``: ask again for every token still missing (manifests, clip records, review
+    decisions); returns record -> TSAs still missing."""
     urls = timestamps.configured_urls()
     if not urls:
         from vigil.errors import ParameterError
 
         raise ParameterError(f"no TSA configured: set {timestamps.URLS_ENV} to one or more RFC 3161 URLs")
     still = {}
-    for uri in _manifest_uris(storage, out):
+    for uri in sealed_record_uris(storage, out):
         missing = timestamps.stamp(storage, uri, storage.read_bytes(uri), urls, retries, backoff_s)
         if missing:
             still[uri] = missing
@@ -82,17 +98,18 @@ class CustodyReport:
 
 
 def check(storage: Storage, out: str, keys: dict | None, roots: list, expected_head: ledger.Head | None = None) -> CustodyReport:
-    """Signatures (with ``keys``), ledger and timestamps of an output.
+    """Signatures (with ``keys``), ledger and timestamps of an output's records.
 
     Without keys the ledger is still checked where there is one (chain, replaced or deleted
-    manifests), but nothing is authenticated: anyone could have rewritten it consistently.
+    records), but nothing is authenticated: anyone could have rewritten it consistently.
     """
     report = CustodyReport()
     present: dict[str, bytes] = {}
-    for uri in _manifest_uris(storage, out):
-        data = present[_relative(uri, out)] = storage.read_bytes(uri)
+    for uri in sealed_record_uris(storage, out):
+        path = _relative(uri, out)
+        data = present[path] = storage.read_bytes(uri)
         if keys is not None:
-            _check_signature(storage, uri, data, keys, report)
+            _check_signature(storage, uri, data, keys, _kind(path), report)
         _check_tokens(storage, uri, data, roots, report)
     chain = ledger.check_chain(storage, out, keys, expected_head)
     report.problems += chain.problems
@@ -124,18 +141,25 @@ def _check_against_ledger(out: str, present: dict[str, bytes], chain: ledger.Led
             else:
                 report.notes.append(f"{join_uri(out, path)}: written before this output had a ledger")
         elif entry.manifest_sha256 != hashlib.sha256(data).hexdigest():
-            report.problems.append(f"{join_uri(out, path)}: not the manifest the ledger recorded in "
+            report.problems.append(f"{join_uri(out, path)}: not the {_kind(path)} the ledger recorded in "
                                    f"{ledger.entry_uri(out, entry.seq)}: replaced")  # fmt: skip
     for path, entry in chain.latest.items():
         if path not in present and (selected is None or path in selected):
             report.problems.append(f"{join_uri(out, path)}: recorded in ledger entry {entry.seq} but missing: "
-                                   "the recording's output was deleted")  # fmt: skip
+                                   f"{_DELETED.get(path.split('/', 1)[0], 'deleted')}")  # fmt: skip
+
+
+_DELETED = {CLIPS: "the clip record was deleted", REVIEWS: "the review decision was deleted"}
+
+
+def _kind(path: str) -> str:
+    return {CLIPS: "clip record", REVIEWS: "review decision"}.get(path.split("/", 1)[0], "manifest")
 
 
 def _declares_ledger(data: bytes) -> bool:
-    """Whether a manifest says it was recorded in the ledger (every manifest written since there is one)."""
+    """Whether a record says it was recorded in the ledger (every record sealed since there is one)."""
     try:
-        return json.loads(data).get("ledger") == ledger.LEDGER
+        return json.loads(data).get("ledger") == LEDGER
     except ValueError:
         return False
 
@@ -153,7 +177,7 @@ def check_args(storage: Storage, out: str, key_files: list[str], root_files: lis
     return check(storage, out, keys, roots, expected)
 
 
-def _check_signature(storage: Storage, uri: str, data: bytes, keys: dict, report: CustodyReport) -> None:
+def _check_signature(storage: Storage, uri: str, data: bytes, keys: dict, kind: str, report: CustodyReport) -> None:
     try:
         signature = storage.read_bytes(uri + signing.SIG_SUFFIX)
     except ObjectNotFound:
@@ -166,7 +190,7 @@ def _check_signature(storage: Storage, uri: str, data: bytes, keys: dict, report
     fp = signing.check(data, signature, keys, named)
     if fp is None:
         report.problems.append(f"{uri}: signature is not from a trusted key (it names {named or 'no key'}) "
-                               "or the manifest was altered")  # fmt: skip
+                               f"or the {kind} was altered")  # fmt: skip
     else:
         report.checked.append(f"{uri}: signed by trusted key {fp}")
 
@@ -189,16 +213,14 @@ def _check_tokens(storage: Storage, uri: str, data: bytes, roots: list, report: 
         report.checked.append(f"{token}: timestamp attests {attested.time.isoformat()} ({attested.tsa})")
 
 
-def _manifest_uris(storage: Storage, out: str) -> list[str]:
-    return sorted(i.uri for i in storage.list(join_uri(out, MANIFESTS)) if i.uri.endswith(".json"))
-
-
 def _selection(storage: Storage, out: str) -> set[str] | None:
-    """In an evidence package, the manifests it was made to hold; None for a whole output."""
+    """In an evidence package, the records it was made to hold; None for a whole output."""
     try:
-        return set(json.loads(storage.read_bytes(join_uri(out, SELECTION)))["manifests"])
+        selection = json.loads(storage.read_bytes(join_uri(out, SELECTION)))
     except ObjectNotFound:
         return None
+    return {*selection["manifests"], *selection.get("records", [])}
+
 
 
 def _relative(uri: str, out: str) -> str:

@@ -7,7 +7,8 @@
     review/recording_id=<id>/<run key>/<name>                  review pictures and report, per run
     clips/recording_id=<id>/<clip>.mp4, <clip>.mp4.json         evidence clips and their sealed records
     reviews/recording_id=<id>/<record>.json                    review decisions (sealed records)
-    manifests/<id>.<run key>.json.sig, .sig.key, .tsa-<h>.tsr  its signature, signer, timestamp tokens
+    <sealed record>.sig, .sig.key, .tsa-<h>.tsr                 signature, signer, timestamp tokens of a
+                                                               manifest, clip record or review decision
     ledger/<seq, 10 digits>.json                               the custody ledger (store/ledger.py)
     keys/<fingerprint hex>.pem                                 public keys of the signers (store/custody.py)
 
@@ -101,6 +102,20 @@ def manifest_recording(uri: str) -> str:
     if found and found["run"] and not re.search(r"-[0-9a-f]{12}$", found["recording"]):
         return name.removesuffix(".json")  # an old ``<id>.json`` whose id holds a dot
     return found["recording"] if found else name
+
+
+def sealed_record_uris(storage: Storage, out: str) -> list[str]:
+    """Every record in the custody trail (signed, ledgered, timestamped: store/custody.py), sorted:
+    manifests, clip records and review decisions. Not the CVAT attachments below a recording's
+    decisions (``reviews/<partition>/cvat/``): the decision that attaches one lists its SHA-256."""
+    records = manifest_uris(storage, out)
+    for folder in (CLIPS, REVIEWS):
+        prefix = join_uri(out, folder).rstrip("/") + "/"
+        for info in storage.list(prefix):
+            parts = info.uri[len(prefix):].split("/")
+            if info.uri.endswith(".json") and len(parts) == 2 and parts[0].startswith(PARTITION + "="):
+                records.append(info.uri)
+    return sorted(records)
 
 
 def review_uri(out: str, recording_id: str, run: str, name: str) -> str:
