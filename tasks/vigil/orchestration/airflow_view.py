@@ -16,7 +16,7 @@ import os
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vigil.orchestration.view_guard import (
     SERVABLE,
@@ -27,6 +27,8 @@ from vigil.orchestration.view_guard import (
     page_headers,
     read_artifact,
 )
+
+from vigil.store.layout import REVIEW
 
 try:  # the api-server's own authentication: a valid Airflow session token (cookie or header)
     from airflow.api_fastapi.core_api.security import get_user
@@ -79,7 +81,8 @@ def _row(m: dict) -> str:
     rid, totals, artifacts = m["recording_id"], m["totals"], m["artifacts"]
     base = f"recordings/{quote(rid, safe='')}"
     timeline = f'<img src="{_e(base)}/timeline.png" alt="timeline">' if "timeline.png" in artifacts else ""
-    report = f'<a href="{_e(base)}/report.html">report</a>' if "report.html" in artifacts else "—"
+    href = _report_href(m) or f"{base}/report.html"  # at its own path: its clip links then resolve
+    report = f'<a href="{_e(href)}">report</a>' if "report.html" in artifacts else "—"
     warnings = "".join(f"<div class=warn>{_e(w)}</div>" for w in m.get("warnings", []) if isinstance(w, str))
     try:
         duration = timecode(float(m.get("duration_s")))
@@ -113,7 +116,6 @@ def recordings() -> HTMLResponse:
 
 @app.get("/recordings/{recording_id}/{name}")
 def artifact(recording_id: str, name: str) -> Response:
-    from vigil.errors import VigilError
     from vigil.store.storage import storage_for
 
     out, conn_id = _output()
@@ -122,6 +124,38 @@ def artifact(recording_id: str, name: str) -> Response:
     entry = (manifest or {}).get("artifacts", {}).get(name)
     if entry is None or not SERVABLE.match(name):  # only what a manifest lists is ever served
         raise HTTPException(status_code=404, detail=f"no {name!r} for recording {recording_id!r}")
+    if name == "report.html" and (href := _report_href(manifest)):
+        return RedirectResponse("../../" + href, status_code=303)  # where its clip links resolve
+    return _served(storage, out, entry, name, recording_id)
+
+
+@app.get("/review/{path:path}")
+def review_file(path: str) -> Response:
+    """A manifest-listed review file at its own path in the output: a report served here has its
+    clip links (``../../../clips/…``, relative as in the output folder) land on the clip route."""
+    from vigil.store.storage import storage_for
+
+    out, conn_id = _output()
+    storage = storage_for(out, conn_id)
+    for manifest in cache.listing(storage, out).manifests:
+        for name, entry in manifest["artifacts"].items():
+            if isinstance(entry, dict) and entry.get("path") == f"{REVIEW}/{path}" and SERVABLE.match(name):
+                return _served(storage, out, entry, name, manifest["recording_id"])
+    raise HTTPException(status_code=404, detail="no such review file")
+
+
+def _report_href(manifest: dict) -> str | None:
+    """The report's path in the output (relative to this page's root), where it is a plain one."""
+    entry = manifest["artifacts"].get("report.html")
+    path = entry.get("path") if isinstance(entry, dict) else None
+    if isinstance(path, str) and path.startswith(REVIEW + "/") and ".." not in path.split("/"):
+        return quote(path, safe="/=,+-._~")
+    return None
+
+
+def _served(storage, out: str, entry: dict, name: str, recording_id: str) -> Response:
+    from vigil.errors import VigilError
+
     try:
         data = read_artifact(storage, out, entry)
     except VigilError as exc:

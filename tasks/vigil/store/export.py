@@ -1,6 +1,8 @@
 """``vigil export``: an evidence package that verifies on its own, wherever it is moved.
 
-The package keeps the output's own layout (so ``vigil verify`` reads it like any output) and adds
+The package keeps the output's own layout (so ``vigil verify`` reads it like any output): the
+selected recordings' manifests and files, their clips and review decisions with the records,
+signatures and timestamp tokens that vouch for them, and the whole ledger. It adds
 what a recipient needs without vigil: the public key(s), the TSA roots, ``SHA256SUMS``, a
 ``VERIFY.txt`` of standard commands and a ``PROCESSING.md`` saying what was done to which source.
 Every file is checked against its manifest while it is copied: an altered output is refused,
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from vigil.errors import ObjectNotFound, ParameterError
 from vigil.store import custody, ledger, signing, timestamps
+from vigil.store.layout import partition_value, sealed_record_uris
 from vigil.store.manifest import load_sealed
 from vigil.store.package_docs import processing_md, verify_txt
 from vigil.store.schema import MANIFESTS
@@ -38,13 +41,14 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
     def copy(path: str, data: bytes) -> None:
         target.write_bytes(join_uri(dest, path), data)
 
-    for path, manifest, data in chosen:
+    def copy_sealed(path: str, data: bytes, listed: list[dict]) -> None:
+        """A record with its signature and tokens, and every file it lists, checked as it is copied."""
         copy(path, data)
         for suffix in (signing.SIG_SUFFIX, signing.KEY_NAME_SUFFIX):
             _copy_if_present(source, target, out, dest, path + suffix)
         for token in _tokens(source, join_uri(out, path)):
             copy(token[len(out.rstrip("/")) + 1:], source.read_bytes(token))
-        for entry in _listed(manifest):
+        for entry in listed:
             data = read_verified(source, join_uri(out, entry["path"]), entry["sha256"])
             copy(entry["path"], data)
             sums.append(f"{entry['sha256']}  {entry['path']}")
@@ -52,6 +56,12 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
                 provenance.setdefault(path, read_provenance(data))  # software versions, Airflow run
         if path in latest and latest[path].key_fingerprint:
             fingerprints.add(latest[path].key_fingerprint)
+
+    for path, manifest, data in chosen:
+        copy_sealed(path, data, _listed(manifest))
+    records = _records(source, out, {m["recording_id"] for _, m, _ in chosen})
+    for path, record, data in records:
+        copy_sealed(path, data, _record_files(record))
     for uri, data in entries:  # the whole chain: an excerpt could not show that nothing was cut
         copy(uri[len(out.rstrip("/")) + 1:], data)
     keys = _copy_keys(source, target, out, dest, fingerprints)
@@ -61,6 +71,7 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
     copy("SHA256SUMS", "".join(line + "\n" for line in sorted(set(sums), key=lambda s: s[66:])).encode())
     selection = {
         "manifests": [path for path, _, _ in chosen],
+        "records": [path for path, _, _ in records],  # clip records and review decisions
         "recordings": [m["recording_id"] for _, m, _ in chosen],
         "exported_from": out,
         "exported_at": datetime.now(timezone.utc).isoformat(),
@@ -68,7 +79,8 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
     }
     copy(custody.SELECTION, json.dumps(selection, indent=2, sort_keys=True).encode() + b"\n")
     copy("VERIFY.txt", verify_txt(sorted(keys), bool(roots), selection["ledger_head"]).encode())
-    copy("PROCESSING.md", processing_md([(p, m) for p, m, _ in chosen], latest, entries, provenance).encode())
+    copy("PROCESSING.md", processing_md([(p, m) for p, m, _ in chosen], latest, entries, provenance,
+                                        [(p, r) for p, r, _ in records]).encode())  # fmt: skip
     return dest
 
 
@@ -87,6 +99,23 @@ def _select(storage: Storage, out: str, wanted: list[str]) -> list[tuple[str, di
     if unknown or not chosen:
         raise ParameterError(f"no recording {unknown or ''} under {out}; `vigil query recordings {out}` lists them")
     return chosen
+
+
+def _records(storage: Storage, out: str, recordings: set[str]) -> list[tuple[str, dict, bytes]]:
+    """The clip records and review decisions of the chosen recordings (an altered one is refused)."""
+    found = []
+    for uri in sealed_record_uris(storage, out):
+        if partition_value(uri) in recordings and not uri.startswith(join_uri(out, MANIFESTS)):
+            data = storage.read_bytes(uri)
+            found.append((uri[len(out.rstrip("/")) + 1:], load_sealed(data, uri), data))
+    return found
+
+
+def _record_files(record: dict) -> list[dict]:
+    """What a clip record or review decision vouches for by hash: the clip, a CVAT attachment."""
+    if "clip_path" in record:
+        return [{"path": record["clip_path"], "sha256": record["clip_sha256"]}]
+    return [record["attachment"]] if record.get("attachment") else []
 
 
 def _tokens(storage: Storage, manifest_uri: str) -> list[str]:

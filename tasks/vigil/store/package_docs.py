@@ -12,6 +12,10 @@ import json
 
 from vigil.store.ledger import GENESIS, Entry, parse
 
+# The signed records of a package as shell globs (store.layout.sealed_record_uris), and their tokens.
+RECORDS = "manifests/*.json clips/*/*.json reviews/*/*.json"
+TOKENS = "manifests/*.tsr clips/*/*.tsr reviews/*/*.tsr"
+
 
 def verify_txt(keys: list[str], has_roots: bool, head: str | None) -> str:
     trust = " ".join(f"--trust keys/{fp.removeprefix('sha256:')}.pem" for fp in keys)
@@ -24,27 +28,29 @@ def verify_txt(keys: list[str], has_roots: bool, head: str | None) -> str:
     if keys:
         listed = "\n".join(f"     {fp}" for fp in keys)
         parts.append(
-            "1. The signing key(s). keys/<hex>.pem is the public half of a key that signed manifests. A key in\n"
+            "1. The signing key(s). keys/<hex>.pem is the public half of a key that signed the records. A key in\n"
             "   the package proves nothing by itself: its fingerprint (the SHA-256 of the raw 32-byte key)\n"
-            f"   must match the one the operator published. This package's manifests name:\n{listed}\n\n"
+            f"   must match the one the operator published. This package's records name:\n{listed}\n\n"
             "    $ for k in keys/*.pem; do echo \"$k sha256:$(openssl pkey -pubin -in \"$k\" -outform DER | tail -c 32 "
             "| sha256sum | cut -d' ' -f1)\"; done\n\n"
-            "2. Each manifest is exactly what vigil wrote, signed (Ed25519) by the key its .sig.key file names:\n\n"
-            "    $ for m in manifests/*.json; do k=keys/$(cut -d: -f2 \"$m.sig.key\" | tr -d '\\n').pem; "
+            "2. Each record is exactly what vigil wrote, signed (Ed25519) by the key its .sig.key file names: the\n"
+            "   manifests (what each run wrote), the clip records (clips/*/*.mp4.json: which source bytes each\n"
+            "   clip copies) and the review decisions (reviews/*/*.json: who decided what, on which rows):\n\n"
+            f"    $ shopt -s nullglob; for m in {RECORDS}; do k=keys/$(cut -d: -f2 \"$m.sig.key\" | tr -d '\\n').pem; "
             "openssl pkeyutl -verify -pubin -inkey \"$k\" -rawin -in \"$m\" -sigfile \"$m.sig\" || exit 1; done\n"
         )
     else:
-        parts.append("1-2. THE MANIFESTS ARE NOT SIGNED: no signing key was configured when they were written.\n"
-                     "     Nothing below shows that they are what vigil wrote.\n")  # fmt: skip
+        parts.append("1-2. THE RECORDS (manifests, clip records, review decisions) ARE NOT SIGNED: no signing key\n"
+                     "     was configured when they were written. Nothing below shows that they are what vigil wrote.\n")  # fmt: skip
     parts.append(
-        "3. Every data file is the one its manifest lists: SHA256SUMS holds their hashes, and each of those\n"
-        "   hashes appears in a (signed) manifest:\n\n"
+        "3. Every data file, clip and review attachment is the one its record lists: SHA256SUMS holds their\n"
+        "   hashes, and each of those hashes appears in a (signed) record:\n\n"
         "    $ sha256sum -c --quiet SHA256SUMS\n"
-        "    $ while read -r h f; do grep -q \"\\\"sha256\\\": \\\"$h\\\"\" manifests/*.json || "
-        "{ echo \"not in a manifest: $f\"; exit 1; }; done < SHA256SUMS\n"
+        "    $ shopt -s nullglob; while read -r h f; do grep -qE \"\\\"(clip_)?sha256\\\": \\\"$h\\\"\" "
+        f"{RECORDS} || {{ echo \"not in a record: $f\"; exit 1; }}; done < SHA256SUMS\n"
     )
     parts.append(
-        "4. The case ledger (ledger/, one entry per manifest written) is one unbroken chain: each entry holds\n"
+        "4. The case ledger (ledger/, one entry per record written) is one unbroken chain: each entry holds\n"
         "   the SHA-256 of the entry before it. The last line printed is the head; compare it with the head\n"
         f"   recorded elsewhere (the Airflow asset event of the run). At export it was {head or '(no ledger)'}\n"
         "   (SEQ:SHA256).\n\n"
@@ -53,12 +59,12 @@ def verify_txt(keys: list[str], has_roots: bool, head: str | None) -> str:
     )
     if has_roots:
         parts.append(
-            "5. Trusted timestamps (RFC 3161): each token (manifests/*.tsr) is over its manifest's exact bytes and\n"
-            "   was issued by a TSA whose certificate chains to tsa-roots.pem; the second command prints the\n"
-            "   attested times.\n\n"
-            "    $ for t in manifests/*.tsr; do openssl ts -verify -data \"${t%.tsa-*}\" -in \"$t\" -CAfile tsa-roots.pem "
-            "|| exit 1; done\n"
-            "    $ for t in manifests/*.tsr; do echo \"$t\"; openssl ts -reply -in \"$t\" -text | grep 'Time stamp'; done\n"
+            "5. Trusted timestamps (RFC 3161): each token (*.tsr) is over its record's exact bytes and was issued\n"
+            "   by a TSA whose certificate chains to tsa-roots.pem; the second command prints the attested times.\n\n"
+            f"    $ shopt -s nullglob; for t in {TOKENS}; do openssl ts -verify -data \"${{t%.tsa-*}}\" -in \"$t\" "
+            "-CAfile tsa-roots.pem || exit 1; done\n"
+            f"    $ shopt -s nullglob; for t in {TOKENS}; do echo \"$t\"; openssl ts -reply -in \"$t\" -text "
+            "| grep 'Time stamp'; done\n"
         )
     else:
         parts.append("5. No timestamp tokens or TSA roots are in this package: nothing here attests when it existed.\n")
@@ -73,8 +79,9 @@ def verify_txt(keys: list[str], has_roots: bool, head: str | None) -> str:
 
 
 def processing_md(chosen: list[tuple[str, dict]], latest: dict[str, Entry], entries: list[tuple[str, bytes]],
-                  provenance: dict[str, dict]) -> str:  # fmt: skip
-    """One section per recording: source, what was done, with what, when and by which run."""
+                  provenance: dict[str, dict], records: list[tuple[str, dict]] = ()) -> str:  # fmt: skip
+    """One section per recording: source, what was done, with what, when and by which run; then the
+    clips cut from the sources and the review decisions, each with its ledger entry."""
     lines = ["# Processing record", "",
              "What vigil did to each source recording in this package. Hashes are SHA-256. The originals were only "
              "read, never changed.", ""]  # fmt: skip
@@ -134,4 +141,30 @@ def processing_md(chosen: list[tuple[str, dict]], latest: dict[str, Entry], entr
         for f in [*m.get("derived", {}).values(), *m.get("artifacts", {}).values()]:
             lines.append(f"| `{f['path']}` | `{f['sha256']}` | {f.get('rows', '')} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _records_md(records, latest))
+
+
+def _records_md(records: list[tuple[str, dict]], latest: dict[str, Entry]) -> list[str]:
+    def ledgered(path: str) -> str:
+        e = latest.get(path)
+        return f"entry {e.seq}, signed by {e.key_fingerprint or 'nobody (unsigned)'}" if e else "not in the ledger"
+
+    clips = [(p, r) for p, r in records if "clip_path" in r]
+    decisions = [(p, r) for p, r in records if "clip_path" not in r]
+    lines = ["## Evidence clips", "",
+             "Stream copies (no re-encode) of source packets, from the keyframe at or before the requested start. "
+             "Times are seconds of recording time.", "",
+             "| clip | SHA-256 | source SHA-256 | copied (s) | source bytes | record | ledger |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for path, r in clips:
+        span = f"{r['actual']['start_s']:.3f}–{r['actual']['end_s']:.3f}"
+        byte_range = f"{r['copied'].get('byte_start')}–{r['copied'].get('byte_end')}"
+        lines.append(f"| `{r['clip_path']}` | `{r['clip_sha256']}` | `{r['source'].get('sha256')}` | {span} | {byte_range} "
+                     f"| `{path}` | {ledgered(path)} |")  # fmt: skip
+    lines += ["" if clips else "None.", "", "## Review decisions", "",
+              "Made beside the analysis, never inside it; a later decision on the same target supersedes an earlier one.",
+              "", "| recording | target | decision | reviewer | at | note | record | ledger |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for path, r in decisions:
+        note = str(r.get("note", "")).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r['recording_id']} | {r['target']} {r['target_id']} | {r['decision']} | {r['reviewer']} "
+                     f"| {r['decided_at']} | {note} | `{path}` | {ledgered(path)} |")  # fmt: skip
+    return lines + (["", "None."] if not decisions else []) + [""]
