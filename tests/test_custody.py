@@ -43,6 +43,12 @@ def signed_run(tmp_path_factory, footage):
     done = _vigil("process", file_uri(source), "--out", file_uri(base / "out"), *FAST, env=env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout[: done.stdout.rindex("]") + 1])[0]
+    # An investigator's exhibits and verdicts, made with the same operator key: ledger entries 2 and 3.
+    clip = _vigil("clip", file_uri(base / "out"), "corridor", "--from", "20", "--to", "24", env=env)
+    assert clip.returncode == 0, clip.stderr
+    review = _vigil("review", file_uri(base / "out"), "corridor", "--track", "1", "--decision", "confirmed",
+                    "--note", "seen twice", "--reviewer", "analyst-1", env=env)  # fmt: skip
+    assert review.returncode == 0, review.stderr
     yield {"base": base, "out": base / "out", "pub": base / "pub.pem", "other": base / "other.pem", "tsa": tsa,
            "env": env, "summary": summary}  # fmt: skip
     tsa.stop()
@@ -52,6 +58,45 @@ def signed_run(tmp_path_factory, footage):
 def copy(signed_run, tmp_path) -> Path:
     shutil.copytree(signed_run["out"], tmp_path / "out")
     return tmp_path / "out"
+
+
+def _record(out: Path, folder: str) -> Path:
+    """The one clip record or review decision of the signed run."""
+    return next(p for p in (out / folder).glob("recording_id=*/*.json"))
+
+
+def _reseal(path: Path, **changes) -> None:
+    from vigil.store.manifest import manifest_bytes
+
+    path.write_bytes(manifest_bytes({**json.loads(path.read_bytes()), **changes}))
+
+
+def _rewrite_ledger(out: Path, record: Path, key: Path | None = None) -> None:
+    """What a forger with write access does next: put the new record's hash in its ledger entry and
+    recompute the chain after it, signing with their own key (or none)."""
+    import base64
+    import dataclasses
+    import hashlib
+
+    from vigil.store import ledger, signing
+
+    signer = signing.configured_signer({signing.KEY_ENV: str(key)}) if key else None
+    path, prev = str(record.relative_to(out)), ledger.GENESIS
+    for entry_path in sorted((out / "ledger").glob("*.json")):
+        entry = ledger.parse(entry_path.read_bytes(), str(entry_path))
+        entry = dataclasses.replace(entry, prev=prev)  # without a key, the old entry signature stays
+        if entry.manifest == path:
+            data = record.read_bytes()
+            entry = dataclasses.replace(entry, manifest_sha256=hashlib.sha256(data).hexdigest())
+            if signer:
+                sig = signer.sign(data)
+                entry = dataclasses.replace(entry, signature=base64.b64encode(sig).decode(), key_fingerprint=signer.fingerprint)
+                Path(f"{record}.sig").write_bytes(sig)
+                Path(f"{record}.sig.key").write_bytes(signing.key_name_bytes(signer.fingerprint))
+        if signer:
+            entry = dataclasses.replace(entry, entry_signature=base64.b64encode(signer.sign(entry.body_bytes())).decode())
+        entry_path.write_bytes(entry.to_bytes())
+        prev = hashlib.sha256(entry_path.read_bytes()).hexdigest()
 
 
 def _verify(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -113,10 +158,7 @@ def test_forged_parquet_with_a_resealed_manifest_fails_only_with_trust(signed_ru
 
     assert "replaced" in _verify(copy).stdout  # even unauthenticated, the ledger remembers the old manifest
     # ...so the forger rewrites the ledger entry too: now everything is consistent, and plain verify passes
-    entry_path = copy / "ledger" / "0000000001.json"
-    entry = json.loads(entry_path.read_bytes())
-    entry["manifest_sha256"] = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
-    entry_path.write_bytes(json.dumps(entry, sort_keys=True).encode() + b"\n")
+    _rewrite_ledger(copy, manifest_path)
     assert _verify(copy).returncode == 0
     done = _verify(copy, "--trust", str(signed_run["pub"]), "--tsa-roots", str(signed_run["tsa"].root))
     assert done.returncode == 1
@@ -189,7 +231,26 @@ def test_exported_package_moved_elsewhere_verifies_with_vigil_and_with_openssl_a
         return [subprocess.run(["bash", "-c", c], cwd=moved, capture_output=True, text=True) for c in commands]
 
     assert [r.returncode for r in run_all()] == [0] * len(commands), [r.stdout + r.stderr for r in run_all()]
-    # The same commands catch tampering: a flipped byte in a manifest fails its signature and timestamp.
+    # The clip and the decision travel with their records, signatures and tokens, and are listed.
+    clip_record, decision = _record(moved, "clips"), _record(moved, "reviews")
+    for record in (clip_record, decision):
+        assert Path(f"{record}.sig").is_file() and list(record.parent.glob(record.name + ".tsa-*.tsr"))
+    clip_path = json.loads(clip_record.read_bytes())["clip_path"]
+    assert clip_path in (moved / "SHA256SUMS").read_text() and (moved / clip_path).is_file()
+    processing = (moved / "PROCESSING.md").read_text()
+    assert clip_path in processing and "| confirmed | analyst-1 |" in processing
+    assert set(json.loads((moved / "export.json").read_bytes())["records"]) == {
+        str(clip_record.relative_to(moved)), str(decision.relative_to(moved))}
+    # The same commands catch tampering: a changed decision fails its signature and timestamp, a
+    # changed clip its hash; so does a flipped byte in a manifest.
+    decision.write_bytes(decision.read_bytes().replace(b'"confirmed"', b'"rejected"'))
+    failed = [c for c, r in zip(commands, run_all()) if r.returncode != 0]
+    assert any("pkeyutl" in c for c in failed) and any("ts -verify" in c for c in failed), failed
+    decision.write_bytes(decision.read_bytes().replace(b'"rejected"', b'"confirmed"'))
+    clip = bytearray((moved / clip_path).read_bytes())
+    clip[len(clip) // 2] ^= 0xFF
+    (moved / clip_path).write_bytes(bytes(clip))
+    assert [c for c, r in zip(commands, run_all()) if r.returncode != 0] == ["sha256sum -c --quiet SHA256SUMS"]
     manifest = next((moved / "manifests").glob("*.json"))
     manifest.write_bytes(manifest.read_bytes().replace(b'"duration_s": 139.4', b'"duration_s": 139.5'))
     failed = [c for c, r in zip(commands, run_all()) if r.returncode != 0]
@@ -208,3 +269,89 @@ def test_verify_without_trust_still_reads_the_ledger(signed_run, copy):
             path.unlink()
     done = _verify(copy)
     assert done.returncode == 1 and "the recording's output was deleted" in done.stdout
+
+
+# ---------------------------------------------------------------- clips and review decisions
+
+
+def test_clip_records_and_decisions_are_signed_ledgered_and_timestamped(signed_run):
+    done = _vigil("verify", f"file://{signed_run['out']}", "--trust", str(signed_run["pub"]),
+                  "--tsa-roots", str(signed_run["tsa"].root), "--head", signed_run["summary"]["ledger_head"])  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    for folder in ("clips", "reviews"):
+        record = _record(signed_run["out"], folder)
+        assert f"{record}: signed by trusted key sha256:" in done.stdout
+        assert f"{record}.tsa-" in done.stdout and "timestamp attests 20" in done.stdout
+    assert "3 entries, chain whole" in done.stdout
+
+
+def test_forged_clip_file_fails(signed_run, copy):
+    clip = next((copy / "clips").rglob("*.mp4"))
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    clip.write_bytes(bytes(data))
+    done = _verify(copy, "--trust", str(signed_run["pub"]))
+    assert done.returncode == 1 and f"{clip.name}: SHA-256 differs from its record" in done.stdout
+
+
+def test_forged_clip_with_a_resealed_record_fails_only_with_trust(signed_run, copy):
+    """Another clip put in place of the exhibit, its hash put in the record, the record resealed."""
+    import hashlib
+
+    record = _record(copy, "clips")
+    clip = copy / json.loads(record.read_bytes())["clip_path"]
+    forged = clip.read_bytes()[:-4096]
+    clip.write_bytes(forged)
+    _reseal(record, clip_sha256=hashlib.sha256(forged).hexdigest(), clip_bytes=len(forged))
+    done = _verify(copy)
+    assert done.returncode == 1 and "not the clip record the ledger recorded" in done.stdout and "replaced" in done.stdout
+    _rewrite_ledger(copy, record)  # ...and the ledger, consistently: unauthenticated, nothing shows
+    assert _verify(copy).returncode == 0
+    done = _verify(copy, "--trust", str(signed_run["pub"]))
+    assert done.returncode == 1
+    assert f"{record}: signature is not from a trusted key" in done.stdout and "the clip record was altered" in done.stdout
+    assert "ledger entry's signature is not from a trusted key" in done.stdout
+
+
+def test_forged_review_decision_fails(signed_run, copy):
+    """A decision nobody made, added beside the real one."""
+    import shutil
+
+    real = _record(copy, "reviews")
+    forged = real.with_name("20990101T000000000000Z-forged00.json")
+    shutil.copy(real, forged)
+    _reseal(forged, record_id=forged.stem, decision="rejected")
+    done = _verify(copy)  # it says it is in the ledger, and is not
+    assert done.returncode == 1 and f"{forged}: not recorded in the ledger" in done.stdout
+    body = json.loads(forged.read_bytes())
+    del body["ledger"]  # ...so the forger says it is older than the ledger: only a key tells
+    from vigil.store.manifest import manifest_bytes
+
+    forged.write_bytes(manifest_bytes(body))
+    assert _verify(copy).returncode == 0
+    done = _verify(copy, "--trust", str(signed_run["pub"]))
+    assert done.returncode == 1
+    assert f"{forged}: unsigned" in done.stdout and f"{forged}: not recorded in the ledger" in done.stdout
+
+
+def test_deleted_review_decision_fails(signed_run, copy):
+    decision = _record(copy, "reviews")
+    for path in decision.parent.glob(decision.name + "*"):
+        path.unlink()
+    for args in ((), ("--trust", str(signed_run["pub"]))):
+        done = _verify(copy, *args)
+        assert done.returncode == 1
+        assert f"{decision}: recorded in ledger entry 3 but missing: the review decision was deleted" in done.stdout
+
+
+def test_decision_rewritten_by_someone_without_the_key_fails(signed_run, copy):
+    """Confirmed becomes rejected; record, signature and ledger redone with the forger's own key."""
+    decision = _record(copy, "reviews")
+    _reseal(decision, decision="rejected")
+    _rewrite_ledger(copy, decision, key=signed_run["base"] / "other.key")
+    assert _verify(copy).returncode == 0  # consistent, so only a trusted key can tell
+    done = _verify(copy, "--trust", str(signed_run["pub"]))
+    assert done.returncode == 1
+    assert f"{decision}: signature is not from a trusted key (it names sha256:" in done.stdout
+    assert "or the review decision was altered" in done.stdout
+    assert "ledger entry's signature is not from a trusted key" in done.stdout

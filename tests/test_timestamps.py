@@ -103,3 +103,24 @@ def test_verify_fails_when_a_token_is_swapped_for_another_manifests(tsa, tmp_pat
     storage.write_bytes(token_a, storage.read_bytes(timestamps.token_uri(f"{out}/manifests/b.json", tsa.url)))
     report = custody.check(storage, out, None, timestamps.load_roots([str(tsa.root)]))
     assert len(report.problems) == 1 and "a.json.tsa-" in report.problems[0]
+
+
+def test_stamp_fills_in_clip_records_and_review_decisions_too(tsa, tmp_path, monkeypatch):
+    """Every sealed record goes through the one ``seal``: a record sealed while the TSA was down is
+    stamped later by ``vigil stamp``, whatever kind it is; a CVAT attachment (vouched for by its
+    decision's hash) is no record of its own."""
+    out, storage = file_uri(tmp_path / "out"), FileStorage()
+    monkeypatch.delenv("VIGIL_SIGNING_KEY", raising=False)
+    monkeypatch.setenv(timestamps.URLS_ENV, _dead_url())
+    records = {f"{out}/clips/recording_id=cam/cam_000010-000014_ab.mp4.json": {"clip_sha256": "ab"},
+               f"{out}/reviews/recording_id=cam/20240301T000000Z-1.json": {"decision": "confirmed"}}  # fmt: skip
+    for uri, record in records.items():
+        assert custody.publish_sealed(storage, out, uri, record).timestamped is False
+    storage.write_bytes(f"{out}/reviews/recording_id=cam/cvat/ab.json", MANIFEST)  # an attachment
+    monkeypatch.setenv(timestamps.URLS_ENV, tsa.url)
+    assert custody.stamp_all(storage, out, retries=0) == {}
+    assert all(storage.list(timestamps.token_uri(uri, tsa.url)) for uri in records)
+    assert not storage.list(timestamps.token_uri(f"{out}/reviews/recording_id=cam/cvat/ab.json", tsa.url))
+    report = custody.check(storage, out, None, timestamps.load_roots([str(tsa.root)]))
+    assert report.problems == [] and len([c for c in report.checked if "timestamp attests" in c]) == 2
+    assert "2 entries, chain whole" in " ".join(report.notes)

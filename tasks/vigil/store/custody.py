@@ -146,14 +146,16 @@ def _check_against_ledger(out: str, present: dict[str, bytes], chain: ledger.Led
     for path, entry in chain.latest.items():
         if path not in present and (selected is None or path in selected):
             report.problems.append(f"{join_uri(out, path)}: recorded in ledger entry {entry.seq} but missing: "
-                                   f"{_DELETED.get(path.split('/', 1)[0], 'deleted')}")  # fmt: skip
+                                   f"{_DELETED[_kind(path)]} was deleted")  # fmt: skip
 
 
-_DELETED = {CLIPS: "the clip record was deleted", REVIEWS: "the review decision was deleted"}
+_KINDS = {CLIPS: "clip record", REVIEWS: "review decision"}
+_DELETED = {"manifest": "the recording's output", "clip record": "the clip record", "review decision": "the review decision"}
 
 
 def _kind(path: str) -> str:
-    return {CLIPS: "clip record", REVIEWS: "review decision"}.get(path.split("/", 1)[0], "manifest")
+    """Which kind of sealed record a path (relative to the output) is."""
+    return _KINDS.get(path.split("/", 1)[0], "manifest")
 
 
 def _declares_ledger(data: bytes) -> bool:
