@@ -22,7 +22,7 @@ def _vigil(*args: str) -> subprocess.CompletedProcess:
 
 def _analysis_files(out: Path) -> dict[str, str]:
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and "reviews" not in p.parts}  # fmt: skip
+            for p in sorted(out.rglob("*")) if p.is_file() and not {"reviews", "ledger"} & set(p.parts)}  # fmt: skip
 
 
 def _json(*args: str):
@@ -238,6 +238,8 @@ def test_corrections_come_back_as_decisions_beside_the_analysis(output, tmp_path
         (t, r["decision"], True, False) for t, r in records.items()
     )
     assert _analysis_files(out) == before, "an import never changes analysis outputs"
+    ledgered = {json.loads(p.read_bytes())["manifest"] for p in (out / "ledger").glob("*.json")}
+    assert {f"reviews/recording_id={r['recording_id']}/{r['record_id']}.json" for r in records.values()} <= ledgered
     verified = _vigil("verify", uri, "--quiet")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     again = _vigil("import-cvat", uri, "corridor", str(edited), "--reviewer", "analyst-1")

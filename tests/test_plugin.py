@@ -26,7 +26,7 @@ def processed(tmp_path_factory, footage):
     from vigil.uri import file_uri
 
     out = file_uri(tmp_path_factory.mktemp("plugin") / "out")
-    assert main(["process", file_uri(footage), "--out", out, "--sample-fps", "0.5", "--shard-seconds", "60"]) == 0
+    assert main(["process", file_uri(footage), "--out", out, "--sample-fps", "0.5", "--shard-seconds", "60", "--clips"]) == 0
     return out
 
 
@@ -209,3 +209,44 @@ def test_review_decisions_from_the_page_need_edit_rights_and_a_same_origin_post(
     decisions = load_decisions(processed)
     assert len(decisions) == before + 1 and decisions[-1]["reviewer"] == "someone"
     assert decisions[-1]["decision"] == "confirmed" and decisions[-1]["target_id"] == 1
+
+
+def test_a_report_served_by_the_page_links_its_clips_through_the_hash_checked_clip_route(processed, viewer_app,
+                                                                                        tmp_path, monkeypatch):  # fmt: skip
+    """Mounted under /vigil as Airflow mounts it: the report's clip links (relative, as in the output
+    folder) reach the clip route, which serves the clip's bytes and refuses them once altered."""
+    import re
+    import shutil
+    from urllib.parse import urljoin
+
+    from fastapi import FastAPI
+
+    from vigil.uri import file_uri, parse_uri
+
+    root = tmp_path / "out"
+    shutil.copytree(parse_uri(processed).key, root)
+    monkeypatch.setenv("VIGIL_OUTPUT_URI", file_uri(root))
+    plugin = _plugin().fastapi_apps[0]
+    viewer_app("VIEWER")  # the logged-in viewer, on the plugin's app
+    airflow = FastAPI()
+    airflow.mount(plugin["url_prefix"], plugin["app"])
+    client = TestClient(airflow)
+    index = client.get("/vigil/")
+    href = re.search(r'<a href="([^"]+)">report</a>', index.text).group(1)
+    report = client.get(urljoin(str(index.url), href))
+    assert report.status_code == 200 and "/vigil/review/recording_id=" in str(report.url)
+    old = client.get("/vigil/recordings/one-by-one-person-detection-a5964aa25909/report.html")  # an older link
+    assert old.status_code == 200 and old.url == report.url
+    links = re.findall(r'<a href="([^"]+\.mp4)">', report.text)
+    assert links, "the run was asked for clips: the report links one per presence interval"
+    clip_url = urljoin(str(report.url), links[0])
+    assert clip_url.startswith("http://testserver/vigil/clips/recording_id=")
+    clip_file = root / clip_url.split("/vigil/", 1)[1]
+    served = client.get(clip_url)
+    assert served.status_code == 200 and served.content == clip_file.read_bytes()
+    assert served.headers["content-type"] == "video/mp4"
+    data = bytearray(clip_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # anyone with write access to the output alters the clip
+    clip_file.write_bytes(bytes(data))
+    refused = client.get(clip_url)
+    assert refused.status_code == 409 and refused.content != bytes(data)

@@ -21,7 +21,7 @@ def _vigil(*args: str) -> subprocess.CompletedProcess:
 
 def _analysis_files(out: Path) -> dict[str, str]:
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and "reviews" not in p.parts}  # fmt: skip
+            for p in sorted(out.rglob("*")) if p.is_file() and not {"reviews", "ledger"} & set(p.parts)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +67,15 @@ def test_decisions_supersede_keep_history_and_never_touch_the_analysis(analysed)
     page = out.parent / "report.html"
     assert _vigil("report", "corridor", uri, "--html", str(page)).returncode == 0
     assert "confirmed (analyst-2)" in page.read_text() and "uncertain (analyst-1)" not in page.read_text()
-    assert _vigil("verify", uri).returncode == 0
+    verified = _vigil("verify", uri)
+    assert verified.returncode == 0 and "UNAUTHENTICATED" in verified.stderr  # no key configured: unsigned, as manifests
+    ledgered = [json.loads(p.read_bytes())["manifest"] for p in sorted((out / "ledger").glob("*.json"))]
+    assert [p.split("/")[0] for p in ledgered[-2:]] == ["reviews", "reviews"], "each decision is in the ledger"
     # A re-run with force re-publishes the analysis; the decisions survive and still match their rows.
     rerun = _vigil("process", file_uri(source), "--out", uri, *FAST, "--force")
     assert rerun.returncode == 0, rerun.stderr
     assert [(r["decision"], r["stale"]) for r in _json("query", "reviews", uri, "--current")] == [("confirmed", False)]
+    assert _vigil("verify", uri).returncode == 0
 
 
 def test_events_can_be_filtered_by_their_current_decision():
