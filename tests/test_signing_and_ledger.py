@@ -166,3 +166,22 @@ def test_unsigned_ledger_entries_fail_when_keys_are_required(tmp_path):
     _ledger(storage, out, None, 2)
     assert ledger.check_chain(storage, out, None).problems == []
     assert len(ledger.check_chain(storage, out, {}).problems) == 2
+
+
+def test_a_record_written_unsigned_into_a_signed_output_is_warned_about(openssl_key, tmp_path, monkeypatch, caplog):
+    """An analyst without the operator's key records a decision: it is kept (ledgered, unsigned),
+    and the analyst is told that `verify --trust` will fail on it, not left to find out later."""
+    from vigil.store import custody
+
+    out, storage = file_uri(tmp_path / "out"), FileStorage()
+    monkeypatch.setenv(signing.KEY_ENV, str(openssl_key))
+    custody.publish_sealed(storage, out, f"{out}/manifests/cam.json", {"recording_id": "cam"})
+    monkeypatch.delenv(signing.KEY_ENV)
+    decision = f"{out}/reviews/recording_id=cam/1.json"
+    with caplog.at_level("WARNING"):
+        sealed = custody.publish_sealed(storage, out, decision, {"decision": "confirmed"})
+    assert sealed.signed_by is None and sealed.ledger_head.startswith("2:")
+    assert any(decision in r.message and "UNSIGNED" in r.message for r in caplog.records)
+    keys = signing.load_keyring([str(openssl_key.with_suffix(".pub.pem"))])
+    problems = custody.check(storage, out, keys, []).problems
+    assert any(f"{decision}: unsigned" in p for p in problems) and any("ledger entry is not signed" in p for p in problems)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 
 from vigil.errors import IntegrityError, ObjectNotFound
@@ -30,6 +31,7 @@ from vigil.store.manifest import manifest_bytes
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
 
+log = logging.getLogger(__name__)
 SELECTION = "export.json"  # in an evidence package: which recordings it holds (see store.export)
 
 
@@ -46,6 +48,10 @@ def seal(storage: Storage, out: str, record_uri: str, data: bytes, run: str | No
     """Sign, record in the ledger and timestamp a record (manifest, clip record, review decision)
     just written at ``record_uri`` with these bytes."""
     signer = signing.configured_signer()
+    if signer is None and (last := ledger.last_entry(storage, out)) is not None and last.entry_signature:
+        log.warning("%s: written UNSIGNED into an output whose ledger is signed, so `vigil verify --trust` will "
+                    "fail on it; configure %s (or %s) wherever records are written", record_uri,
+                    signing.KEY_ENV, signing.KEY_CONN_ENV)  # fmt: skip
     signature = None
     if signer is not None:
         signature = signer.sign(data)

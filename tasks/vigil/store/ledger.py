@@ -112,6 +112,12 @@ def head(storage: Storage, out: str) -> Head | None:
     return Head(parse(data, uris[-1]).seq, hashlib.sha256(data).hexdigest())
 
 
+def last_entry(storage: Storage, out: str) -> Entry | None:
+    """The newest entry, or None for an output without a ledger."""
+    uris = _entry_uris(storage, out)
+    return parse(storage.read_bytes(uris[-1]), uris[-1]) if uris else None
+
+
 def append(storage: Storage, out: str, manifest_path: str, manifest_sha256: str, signature: bytes | None,
            signer: Signer | None, run: str) -> Head:  # fmt: skip
     """Add an entry after the current head; retry on a lost race. Returns the new head."""
