@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from vigil.errors import IntegrityError, ObjectNotFound
 from vigil.store import ledger, signing, timestamps
 from vigil.store.layout import CLIPS, KEYS, LEDGER, REVIEWS, sealed_record_uris
+from vigil.store.schema import MANIFESTS
 from vigil.store.manifest import manifest_bytes
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
@@ -111,12 +112,13 @@ def check(storage: Storage, out: str, keys: dict | None, roots: list, expected_h
     """
     report = CustodyReport()
     present: dict[str, bytes] = {}
+    tokens = _token_index(storage, out)
     for uri in sealed_record_uris(storage, out):
         path = _relative(uri, out)
         data = present[path] = storage.read_bytes(uri)
         if keys is not None:
             _check_signature(storage, uri, data, keys, _kind(path), report)
-        _check_tokens(storage, uri, data, roots, report)
+        _check_tokens(storage, uri, data, tokens.get(uri, []), roots, report)
     chain = ledger.check_chain(storage, out, keys, expected_head)
     report.problems += chain.problems
     ledger_uri = join_uri(out, ledger.LEDGER)
@@ -203,9 +205,19 @@ def _check_signature(storage: Storage, uri: str, data: bytes, keys: dict, kind: 
         report.checked.append(f"{uri}: signed by trusted key {fp}")
 
 
-def _check_tokens(storage: Storage, uri: str, data: bytes, roots: list, report: CustodyReport) -> None:
-    prefix = uri + ".tsa-"
-    tokens = [i.uri for i in storage.list(uri.rsplit("/", 1)[0]) if i.uri.startswith(prefix) and i.uri.endswith(timestamps.TOKEN_SUFFIX)]
+def _token_index(storage: Storage, out: str) -> dict[str, list[str]]:
+    """Record URI -> its timestamp tokens, from one listing per folder of records (a listing per
+    record would cost a folder's listing per decision: minutes at a thousand decisions)."""
+    index: dict[str, list[str]] = {}
+    for folder in (MANIFESTS, CLIPS, REVIEWS):
+        for info in storage.list(join_uri(out, folder)):
+            record, marker, _ = info.uri.rpartition(".tsa-")
+            if marker and info.uri.endswith(timestamps.TOKEN_SUFFIX):
+                index.setdefault(record, []).append(info.uri)
+    return index
+
+
+def _check_tokens(storage: Storage, uri: str, data: bytes, tokens: list[str], roots: list, report: CustodyReport) -> None:
     if not tokens:
         report.notes.append(f"{uri}: not yet timestamped (run `vigil stamp OUT` once a TSA is reachable)")
         return
