@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from vigil.errors import IntegrityError, ObjectNotFound
 from vigil.store import ledger, signing, timestamps
 from vigil.store.layout import CLIPS, KEYS, LEDGER, REVIEWS, sealed_record_uris
-from vigil.store.schema import MANIFESTS
 from vigil.store.manifest import manifest_bytes
+from vigil.store.schema import MANIFESTS
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
 
@@ -41,7 +41,7 @@ class Sealed:
     """What ``seal`` did for one record."""
 
     signed_by: str | None  # key fingerprint, None when no key is configured
-    ledger_head: str  # "SEQ:SHA256" after this manifest's entry
+    ledger_head: str  # "SEQ:SHA256" after this record's entry
     timestamped: bool  # a token from every configured TSA (False when none is configured)
 
 

@@ -1,4 +1,6 @@
-"""The case ledger: an append-only, hash-chained record of every manifest written to an output.
+"""The case ledger: an append-only, hash-chained record of every manifest written to an output,
+and of every clip record and review decision (``store.custody``: an entry's ``manifest`` field
+holds any sealed record's path; the name stays so that older ledgers read the same).
 
 One object per entry, ``OUT/ledger/<seq, 10 digits>.json``, published with a conditional create
 (``write_bytes(..., if_absent=True)``: ``If-None-Match: *`` on S3, ``os.link`` on file://). Why one
