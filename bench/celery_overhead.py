@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -38,7 +39,7 @@ def _log_figures(home: Path, run_id: str) -> dict[str, list[float]]:
             for line in log.read_text(errors="ignore").splitlines():
                 for name in found:
                     if "vigil-overhead" in line and f"{name}=" in line:
-                        found[name].append(float(line.split(f"{name}=")[1].split()[0].strip('",}')))
+                        found[name].append(float(re.search(rf"{name}=([0-9.]+)", line)[1]))
     return found
 
 

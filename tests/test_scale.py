@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -130,7 +131,7 @@ def _overhead_lines(home: Path) -> dict[str, list[float]]:
                 if "vigil-overhead" in line:
                     for name in found:
                         if f"{name}=" in line:
-                            found[name].append(float(line.split(f"{name}=")[1].split()[0].strip('",}')))
+                            found[name].append(float(re.search(rf"{name}=([0-9.]+)", line)[1]))
     return found
 
 

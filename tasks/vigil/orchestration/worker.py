@@ -61,7 +61,9 @@ def warm(sizes: list[tuple[int, int]]) -> dict[str, float]:
         began = time.perf_counter()
 
     import av  # noqa: F401
+    import boto3  # noqa: F401
     import pyarrow.parquet  # noqa: F401
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook  # noqa: F401  (s3:// connections)
 
     from vigil.config import DEFAULT_MODEL, ProcessParams
     from vigil.model.detector import load_detector
