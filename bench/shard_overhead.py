@@ -141,7 +141,7 @@ def _cold(task_dict: dict) -> dict:
 
 def _shards(shard_seconds: float, sample_fps: float, out: str, conn_id: str) -> list[dict]:
     from vigil.config import ProcessParams, RunRequest
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import planning
     from vigil.store.storage import storage_for
 
     source = f"{out.rsplit('/', 1)[0]}/src/{FOOTAGE.name}"
@@ -149,8 +149,8 @@ def _shards(shard_seconds: float, sample_fps: float, out: str, conn_id: str) -> 
     store.write_bytes(source, FOOTAGE.read_bytes())
     request = RunRequest(sources=(source,), out=out, params=ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds),
                          source_conn_id=conn_id, out_conn_id=conn_id)  # fmt: skip
-    (info,) = pipeline.discover(request)
-    return [t.to_dict() for t in pipeline.plan(info, request)]
+    (info,) = planning.discover(request)
+    return [t.to_dict() for t in planning.plan(info, request)]
 
 
 def _endpoint() -> str:

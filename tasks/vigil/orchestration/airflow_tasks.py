@@ -248,13 +248,12 @@ def detect(shards: list[dict], dag_run=None, ti=None) -> list[dict]:
 
 
 def _process_age() -> float:
-    """Seconds since this process was forked (Linux; 0 where /proc is missing)."""
+    """Seconds since this process was forked (Linux /proc: uptime less the process's start tick)."""
     try:
-        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
-        uptime = float(open("/proc/uptime").read().split()[0])
+        started = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return float(open("/proc/uptime").read().split()[0]) - started
     except (OSError, ValueError, IndexError):
         return 0.0
-    return uptime - ticks / os.sysconf("SC_CLK_TCK")
 
 
 @task

@@ -68,7 +68,7 @@ def warm(sizes: list[tuple[int, int]]) -> dict[str, float]:
     from vigil.config import DEFAULT_MODEL, ProcessParams
     from vigil.model.detector import load_detector
     from vigil.model.preload import import_runtimes
-    from vigil.orchestration import airflow_tasks, pipeline  # noqa: F401  (the DAG file's and task body's)
+    from vigil.orchestration import airflow_tasks, pipeline, planning  # noqa: F401  (the DAG's and tasks' own)
     from vigil.store.weights import resolve_model
 
     params = ProcessParams()
