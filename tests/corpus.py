@@ -235,3 +235,29 @@ def two_cameras(footage: Path, target: Path, seconds: int = 20) -> Path:
             for packet in stream.encode(None):
                 container.mux(packet)
     return target
+
+
+def recorder_gap(footage: Path, target: Path, gap_s: float, seconds: float = 6) -> Path:
+    """Matroska (1 ms clock, no wrap) of the footage's first ``seconds``, then, the recorder's clock
+    jumping ``gap_s`` ahead, the next ``seconds``: a motion recorder idle for hours. Packets are
+    copied as they are (no re-encoding)."""
+    import av
+
+    with av.open(str(footage)) as container, av.open(str(target), "w", format="matroska") as output:
+        stream = container.streams.video[0]
+        out_stream = output.add_stream_from_template(stream)
+        tb = stream.time_base
+        shift = int(round(gap_s / tb))
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            if packet.dts * tb >= 2 * seconds + 1:
+                break
+            if packet.pts * tb >= 2 * seconds:
+                continue
+            if packet.pts * tb >= seconds:
+                packet.pts += shift
+                packet.dts += shift
+            packet.stream = out_stream
+            output.mux(packet)
+    return target

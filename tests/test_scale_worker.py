@@ -1,0 +1,85 @@
+"""Warm Celery workers (vigil.orchestration.worker): what they preload, and that a task forked
+from a warm worker uses the preloaded model and finds exactly what a cold process finds."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "error"),
+    [
+        ("1920x1080", [(1920, 1080)], None),
+        (" 1280X960 , 640x480 ", [(1280, 960), (640, 480)], None),
+        ("", [], None),
+        ("1920*1080", None, "not WIDTHxHEIGHT"),
+        ("0x1080", None, "not WIDTHxHEIGHT"),
+    ],
+)
+def test_warm_frame_sizes_reads_the_environment(monkeypatch, text, expected, error):
+    from vigil.errors import ParameterError
+    from vigil.orchestration.worker import warm_frame_sizes
+
+    monkeypatch.setenv("VIGIL_WARM_FRAME_SIZES", text)
+    if error:
+        with pytest.raises(ParameterError, match=error):
+            warm_frame_sizes()
+    else:
+        assert warm_frame_sizes() == expected
+
+
+def test_the_celery_config_is_airflow_s_own():
+    """Workers and scheduler must build the same Celery app: the option adds a signal, not settings."""
+    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+
+    from vigil.orchestration.worker import CELERY_CONFIG
+
+    assert CELERY_CONFIG == DEFAULT_CELERY_CONFIG
+
+
+def _frames(footage, count: int = 4) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(footage)) as container:
+        return [f.to_ndarray(format="bgr24") for _, f in zip(range(count * 25), container.decode(video=0))][::25]
+
+
+@pytest.mark.slow
+def test_a_task_forked_from_a_warm_worker_uses_its_model_and_finds_the_same(footage):
+    from vigil.config import DEFAULT_MODEL, ProcessParams
+    from vigil.model.detector import PoseDetector, load_detector
+    from vigil.orchestration.worker import warm
+    from vigil.store.weights import resolve_model
+
+    frames = _frames(footage)
+    took = warm([(frames[0].shape[1], frames[0].shape[0])])
+    assert set(took) == {"imports", "model"}
+    warmed = load_detector(ProcessParams(), resolve_model(DEFAULT_MODEL, None))
+    compiled = dict(warmed._models)
+    assert compiled, "the warm-up compiled the model for the footage's shape"
+    expected = [d.xyxy.tolist() for d in warmed.detect(frames)]
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the task process: what the resolver hands a shard must be the warm detector
+        os.close(read)
+        try:
+            detector = load_detector(ProcessParams(), resolve_model(DEFAULT_MODEL, None))
+            found = {"same": detector is warmed and detector._models == compiled,
+                     "boxes": [d.xyxy.tolist() for d in detector.detect(frames)]}  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001 - report it to the parent
+            found = {"error": repr(exc)}
+        os.write(write, json.dumps(found).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        found = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert found.get("same"), found
+    assert found["boxes"] == expected
+    cold = PoseDetector(resolve_model(DEFAULT_MODEL, None), warmed.params)  # loaded and compiled anew
+    assert [d.xyxy.tolist() for d in cold.detect(frames)] == expected
