@@ -161,9 +161,13 @@ def test_a_local_file_replaced_by_one_of_the_same_size_no_longer_opens(tmp_path)
     os.replace(replacement, path)
     with pytest.raises(IntegrityError, match="changed"):
         storage.open(planned.uri, etag=planned.etag)
-    path.write_bytes(b"rewrite!")  # in place: same inode, same size, later mtime
+    pinned = storage.stat(planned.uri)
+    path.write_bytes(b"rewrite!")  # in place: same inode, same size, a later mtime
+    later = pinned.etag.split("-")[1]
+    os.utime(path, ns=(int(later) + 1_000_000_000, int(later) + 1_000_000_000))  # not within the same clock tick
+    assert storage.stat(planned.uri).etag.split("-")[2] == pinned.etag.split("-")[2]  # the same inode
     with pytest.raises(IntegrityError, match="changed"):
-        storage.open(planned.uri, etag=storage.stat(planned.uri).etag[:-1] + "0")
+        storage.open(planned.uri, etag=pinned.etag)
 
 
 # ---------------------------------------------------------------- 3. expected hashes are never skipped
