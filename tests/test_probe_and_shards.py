@@ -188,7 +188,7 @@ def test_a_shard_reads_only_its_part_of_an_s3_recording(s3_storage, long_recordi
     s3_storage.write_bytes(uri, long_recording.read_bytes())
     described = _probe_of(long_recording)
     middle = plan_shards(described, ProcessParams(shard_seconds=60))[3]
-    reader = S3RangeReader(s3_storage.client, bucket, "cam/long.mp4", s3_storage.stat(uri), block_size=512 << 10)
+    reader = S3RangeReader(s3_storage.client, bucket, "cam/long.mp4", s3_storage.stat(uri))
     frames = list(sampled_frames(reader, uri, described, middle, 2.0))
     assert len(frames) == 120
     assert reader.bytes_fetched < 0.35 * described_size(long_recording), reader.bytes_fetched

@@ -171,21 +171,29 @@ class S3Storage:
 
 
 class S3RangeReader(io.RawIOBase):
-    """A seekable read-only file over ranged GETs, so a decoder reads only what it needs.
+    """A seekable read-only file over ranged GETs, each sized to how the file is being read.
 
-    Reads are served from aligned blocks (4 MiB) kept in a small LRU cache; every GET is pinned
-    to the ETag seen when the object was opened (``IfMatch``), so an object replaced mid-read
-    fails loudly instead of mixing two versions. ``bytes_fetched`` counts what came over the wire.
+    A read after a jump (a container index, the keyframe of one review picture) fetches a small
+    range, ``min_read``; each read that carries on where the last GET ended doubles the next, up to
+    ``max_read``, so a shard streaming its part pays few requests and little overshoot. ``expect``
+    says where the caller's byte range ends (a shard's, from its plan): GETs stop there unless a
+    read itself asks for more. Every GET is pinned to the ETag seen when the object was opened
+    (``IfMatch``), so an object replaced mid-read fails loudly instead of mixing two versions.
+    ``bytes_fetched`` and ``requests`` count what came over the wire.
     """
 
-    def __init__(self, client, bucket: str, key: str, info: ObjectInfo, block_size: int = 4 << 20, blocks: int = 4):
+    def __init__(self, client, bucket: str, key: str, info: ObjectInfo, min_read: int = 64 << 10,
+                 max_read: int = 4 << 20, spans: int = 4):  # fmt: skip
         super().__init__()
         self._client, self._bucket, self._key, self.info = client, bucket, key, info
         self._size = info.size
         self._pos = 0
-        self._block_size = block_size
-        self._max_blocks = blocks
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._min_read, self._max_read = min_read, max(min_read, max_read)
+        self._next_read = min_read
+        self._fetched_to = -1  # where the last GET ended: a read from there is sequential
+        self._expected_end = 0
+        self._max_spans = spans
+        self._spans: OrderedDict[int, bytes] = OrderedDict()  # start offset -> bytes, least recent first
         self._lock = threading.Lock()
         self.bytes_fetched = 0
         self.requests = 0
@@ -204,13 +212,16 @@ class S3RangeReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
+    def expect(self, end: int) -> None:
+        """The caller needs bytes up to ``end`` (exclusive) from where it reads next: read ahead no further."""
+        self._expected_end = min(max(0, end), self._size)
+
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
         written = 0
         while written < len(view) and self._pos < self._size:
-            index, offset = divmod(self._pos, self._block_size)
-            block = self._block(index)
-            chunk = block[offset : offset + len(view) - written]
+            start, data = self._span_at(self._pos, len(view) - written)
+            chunk = data[self._pos - start : self._pos - start + len(view) - written]
             if not chunk:
                 break
             view[written : written + len(chunk)] = chunk
@@ -218,26 +229,31 @@ class S3RangeReader(io.RawIOBase):
             self._pos += len(chunk)
         return written
 
-    def _block(self, index: int) -> bytes:
+    def _span_at(self, pos: int, wanted: int) -> tuple[int, bytes]:
         with self._lock:
-            if index in self._cache:
-                self._cache.move_to_end(index)
-                return self._cache[index]
-        start = index * self._block_size
-        end = min(self._size, start + self._block_size) - 1
+            for start, data in reversed(self._spans.items()):
+                if start <= pos < start + len(data):
+                    self._spans.move_to_end(start)
+                    return start, data
+            self._next_read = min(2 * self._next_read, self._max_read) if pos == self._fetched_to else self._min_read
+            length = max(wanted, self._next_read)
+            if pos < self._expected_end:  # no further than the caller's range, unless the read asks for it
+                length = max(wanted, min(length, self._expected_end - pos))
+        end = min(self._size, pos + length) - 1
         kwargs = {"IfMatch": f'"{self.info.etag}"'} if self.info.etag else {}
         try:
-            body = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end}", **kwargs)
+            body = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={pos}-{end}", **kwargs)
             data = body["Body"].read()
         except S3_ERRORS as exc:
             raise _translate(exc, s3_uri(self._bucket, self._key)) from exc
         with self._lock:
             self.bytes_fetched += len(data)
             self.requests += 1
-            self._cache[index] = data
-            while len(self._cache) > self._max_blocks:
-                self._cache.popitem(last=False)
-        return data
+            self._fetched_to = pos + len(data)
+            self._spans[pos] = data
+            while len(self._spans) > self._max_spans:
+                self._spans.popitem(last=False)
+        return pos, data
 
 
 def _iso(value) -> str | None:
