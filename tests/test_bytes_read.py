@@ -26,7 +26,7 @@ def process_counted(proxy: ByteCounter, storage, recording, key: str, out: str, 
     """Upload ``recording``, run plan, shards and finalize on it through ``proxy``; return the bytes
     of it read in each phase, as multiples of its size."""
     from vigil.config import ProcessParams, RunRequest
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import pipeline, planning
     from vigil.orchestration.finalize import finalize
 
     bucket = storage.buckets["source"]
@@ -39,7 +39,7 @@ def process_counted(proxy: ByteCounter, storage, recording, key: str, out: str, 
     )  # fmt: skip
     counted = f"{bucket}/{key}"
     before = proxy.read(counted)
-    planned = pipeline.plan_all(request, pipeline.discover(request))
+    planned = planning.plan_all(request, planning.discover(request))
     assert not planned["failed"], planned["failed"]
     after_plan = proxy.read(counted)
     results = [pipeline.detect_shard(task) for task in planned["shards"]]
@@ -93,7 +93,7 @@ def _outputs(out: str, conn_id: str | None) -> dict:
 @pytest.mark.parametrize(("copies", "shard_seconds", "bound"), [(26, 600, 2.1), (5, 60, 2.5)])
 def test_a_run_reads_each_recording_about_twice(tmp_path, s3_storage, counted_endpoint, copies, shard_seconds, bound):
     from vigil.media.remux import concat_copies
-    from vigil.orchestration import pipeline
+    from vigil.orchestration import pipeline, planning
     from vigil.orchestration.finalize import finalize
     from vigil.config import ProcessParams, RunRequest
     from vigil.uri import file_uri
@@ -108,7 +108,7 @@ def test_a_run_reads_each_recording_about_twice(tmp_path, s3_storage, counted_en
 
     local = RunRequest(sources=(file_uri(recording),), out=file_uri(tmp_path / "out"),
                        params=ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds))  # fmt: skip
-    planned = pipeline.plan_all(local, pipeline.discover(local))
+    planned = planning.plan_all(local, planning.discover(local))
     finalize([pipeline.detect_shard(task) for task in planned["shards"]])
     over_s3, over_file = _outputs(out, COUNTED_CONN_ID), _outputs(file_uri(tmp_path / "out"), None)
     assert over_s3["pictures"] and over_s3["tables"]["detections"], "nothing to compare: the footage has people"
