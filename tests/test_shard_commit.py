@@ -70,10 +70,12 @@ def output(request, tmp_path, footage):
 
 
 def _shards(output) -> list:
+    # ONNX Runtime: both attempts run in one process here, and the direct OpenVINO detector (one
+    # cached pool of infer requests) refuses a second thread ("Infer Request is busy").
     from vigil.config import ProcessParams, RunRequest
     from vigil.orchestration import planning
 
-    request = RunRequest(sources=(output["source"],), out=output["out"], params=ProcessParams(sample_fps=0.5, shard_seconds=60),
+    request = RunRequest(sources=(output["source"],), out=output["out"], params=ProcessParams(sample_fps=0.5, shard_seconds=60, runtime="onnx"),
                          source_conn_id=output["conn_id"], out_conn_id=output["conn_id"])  # fmt: skip
     return planning.plan_all(request, planning.discover(request))["shards"]
 
