@@ -92,7 +92,7 @@ def test_shard_files_carry_provenance(file_run):
     from vigil.uri import file_uri
 
     storage = FileStorage()
-    shard_files = [i for i in storage.list(file_run["out"]) if "/shard-" in i.uri]
+    shard_files = [i for i in storage.list(file_run["out"]) if "/shard-" in i.uri and i.uri.endswith(".parquet")]
     assert len(shard_files) == 10  # 5 shards x (detections, frames)
     provenance = read_provenance(storage.read_bytes(shard_files[0].uri))
     assert provenance["source"]["sha256"] == FOOTAGE_SHA256

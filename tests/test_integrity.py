@@ -56,8 +56,8 @@ def test_verify_passes_on_a_clean_output(clean_run):
     assert done.returncode == 0, done.stdout
     from vigil.store.schema import DERIVED_TABLES
 
-    # a manifest, 3 shards x 2 files, the derived tables, and the review pictures and report
-    assert done.stdout.count("ok ") == 1 + 6 + len(DERIVED_TABLES) + 3
+    # a manifest, 3 shards x (2 files + their commit marker), the derived tables, the review files
+    assert done.stdout.count("ok ") == 1 + 6 + 3 + len(DERIVED_TABLES) + 3
 
 
 def _output_files(out: Path) -> list[Path]:
@@ -187,7 +187,7 @@ def test_two_attempts_of_one_shard_on_s3_end_with_one_file(s3_storage, footage):
         thread.join()
     assert not errors
     files = [o.uri for o in s3_storage.list(f"s3://{bucket_out}/vigil")]
-    assert len(files) == 2, files  # one detections file and one frames file
+    assert len(files) == 3, files  # one detections file, one frames file, the shard's commit marker
     assert results[0].files == results[1].files, "both attempts report the one published file"
 
 

@@ -71,6 +71,10 @@ class SourceChanged(IntegrityError):
     """A recording is no longer the version that was hashed at planning (size or ETag differ)."""
 
 
+class ShardCommitBroken(IntegrityError):
+    """A shard's commit marker cannot be trusted: unreadable, or a file it names is missing or altered."""
+
+
 class ManifestError(IntegrityError):
     """A manifest is unreadable or has been altered."""
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 from vigil import __version__
-from vigil.errors import ObjectNotFound, SourceChanged
+from vigil.errors import SourceChanged
 from vigil.store import layout
+from vigil.store.commit import commit_shard, committed_files, new_attempt
 from vigil.store.contracts import FileEntry, ShardResult, ShardTask, SourceVersion
 from vigil.store.schema import FRAMES, SCHEMA_VERSION, TABLES
 from vigil.orchestration.streaming import batches, prefetch
@@ -35,9 +36,10 @@ def shard_key(task: ShardTask, model_sha256: str) -> str:
 def detect_shard(task: ShardTask, run_context: dict | None = None) -> ShardResult:
     """Decode one shard, detect people and poses in its sampled frames, publish its Parquet files.
 
-    Exactly once: the output keys are deterministic, a shard whose files already exist is not
-    processed again, and each file is published with a conditional create, so two attempts racing
-    on one shard end with one complete file that both report. (A forced run plans a new
+    Exactly once, all or nothing: the shard key is deterministic, and a shard whose commit marker
+    exists is not processed again. Each attempt writes its tables under its own names, then
+    creates the shard's one commit marker conditionally (``store/commit.py``): two attempts racing
+    on one shard both report the winner's tables, never a mix. (A forced run plans a new
     generation, so its keys are new: it re-analyses without replacing any earlier file.)
     """
     from vigil.store.weights import resolve_model
@@ -45,13 +47,18 @@ def detect_shard(task: ShardTask, run_context: dict | None = None) -> ShardResul
     planned, params = task.plan, task.plan.params
     model_file = resolve_model(params.model, params.model_sha256, planned.source_conn_id)
     key = shard_key(task, model_file.sha256)
-    uris = {name: layout.table_uri(planned.out, name, planned.recording_id, key) for name in TABLES}
+    marker = layout.commit_uri(planned.out, planned.recording_id, key)
     out = storage_for(planned.out, planned.out_conn_id)
-    files = _existing_files(out, uris)
+    files = committed_files(out, planned.out, marker)
     if files is None:
-        files, fetched, provenance = _analyse_shard(task, model_file, out, uris, run_context)
+        attempt = new_attempt()
+        uris = {name: layout.attempt_uri(planned.out, name, planned.recording_id, key, attempt) for name in TABLES}
+        ours, fetched, provenance = _analyse_shard(task, model_file, out, uris, run_context)
+        files = commit_shard(out, planned.out, marker, attempt, ours)
+        if files != ours:  # another attempt won: report its tables, and its provenance
+            fetched, provenance = 0, _read_provenance(out, files[FRAMES].uri)
     else:
-        log.info("shard %s of %s already done: %s", task.shard.index, planned.recording_id, uris[FRAMES])
+        log.info("shard %s of %s already done: %s", task.shard.index, planned.recording_id, marker)
         fetched, provenance = 0, _read_provenance(out, files[FRAMES].uri)
     result = ShardResult(
         plan=planned,
@@ -130,16 +137,6 @@ def _check_unchanged(storage, planned: SourceVersion) -> None:
             f"{planned.uri}: changed since it was hashed (size {planned.size} -> {now.size}, "
             f"ETag {planned.etag} -> {now.etag}); trigger the run again"
         )
-
-
-def _existing_files(out, uris: dict[str, str]) -> dict[str, FileEntry] | None:
-    """The published files of a finished shard, or None if any is missing."""
-    from vigil.store.sink import describe
-
-    try:
-        return {name: FileEntry(**describe(uri, out.read_bytes(uri)).to_dict()) for name, uri in uris.items()}
-    except ObjectNotFound:
-        return None
 
 
 def _read_provenance(out, uri: str) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vigil.errors import ObjectNotFound, ParameterError
 from vigil.store import custody, ledger, signing, timestamps
-from vigil.store.layout import partition_value, sealed_record_uris
+from vigil.store.layout import commit_path_of, partition_value, sealed_record_uris
 from vigil.store.manifest import load_sealed
 from vigil.store.package_docs import processing_md, verify_txt
 from vigil.store.schema import MANIFESTS
@@ -54,6 +54,8 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
             sums.append(f"{entry['sha256']}  {entry['path']}")
             if entry["path"].endswith(".parquet") and "/shard-" in entry["path"]:
                 provenance.setdefault(path, read_provenance(data))  # software versions, Airflow run
+        for marker in {commit_path_of(e["path"]) for shard in manifest["shards"] for e in shard["files"].values()} - {None}:
+            _copy_if_present(source, target, out, dest, marker)  # verify checks it against the manifest
         if path in latest and latest[path].key_fingerprint:
             fingerprints.add(latest[path].key_fingerprint)
 

@@ -2,6 +2,7 @@
 
     detections/recording_id=<id>/shard-<NNNNN>-<key>.parquet   shard tables (key: content, range,
     frames/recording_id=<id>/shard-<NNNNN>-<key>.parquet           parameters, model, run generation)
+    commits/recording_id=<id>/shard-<NNNNN>-<key>.json        which attempt's shard tables won (store/commit.py)
     tracks/recording_id=<id>/derived-<key>.parquet             derived tables (key: their inputs' hashes)
     manifests/<id>.<run key>.json                              the files a reader may trust, per run
     review/recording_id=<id>/<run key>/<name>                  review pictures and report, per run
@@ -37,7 +38,9 @@ CLIPS = "clips"
 REVIEWS = "reviews"  # review decisions (sealed records), not the review pictures
 LEDGER = "ledger"
 KEYS = "keys"
-RESERVED = (*ALL_TABLES, MANIFESTS, REVIEW, CLIPS, REVIEWS, LEDGER, KEYS)  # top-level names nothing else may use
+COMMITS = "commits"  # one marker per shard: the attempt whose tables are the shard's
+RESERVED = (*ALL_TABLES, MANIFESTS, REVIEW, CLIPS, REVIEWS, LEDGER, KEYS, COMMITS)  # top-level names nothing else may use
+_ATTEMPT_FILE = re.compile(r"[^/]+/(?P<partition>[^/]+)/(?P<key>shard-\d{5}-[0-9a-f]{16})-a[0-9a-f]{12}\.parquet")
 _MANIFEST_NAME = re.compile(r"(?P<recording>.+?)(?:\.(?P<run>[A-Za-z0-9_-]+))?\.json")
 
 
@@ -71,6 +74,24 @@ def derived_key(*material: str, kind: str = "derived") -> str:
 def table_uri(out: str, table: str, recording_id: str, key: str) -> str:
     """A Parquet file of one table (shard or derived) of one recording."""
     return join_uri(out, table, partition(recording_id), f"{key}.parquet")
+
+
+def attempt_uri(out: str, table: str, recording_id: str, key: str, attempt: str) -> str:
+    """A shard table written by one attempt: attempts never share a file name, so no attempt's
+    table can be mixed with another's; the shard's commit marker says which attempt won."""
+    return table_uri(out, table, recording_id, f"{key}-{attempt}")
+
+
+def commit_uri(out: str, recording_id: str, key: str) -> str:
+    """The commit marker of one shard (created once, conditionally, by the attempt that wins)."""
+    return join_uri(out, COMMITS, partition(recording_id), f"{key}.json")
+
+
+def commit_path_of(table_path: str) -> str | None:
+    """The commit marker's path (relative to the output) of an attempt-keyed shard table path;
+    None for a shard file written before commit markers existed (``shard-<NNNNN>-<key>.parquet``)."""
+    found = _ATTEMPT_FILE.fullmatch(table_path)
+    return f"{COMMITS}/{found['partition']}/{found['key']}.json" if found else None
 
 
 def run_key(fingerprint: str, recording_start: str | None, blur_faces: bool, generation: str | None) -> str:

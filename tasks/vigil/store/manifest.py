@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from vigil.errors import ManifestError
+from vigil.store.commit import check_against_manifest
 from vigil.store.contracts import SourceVersion
 from vigil.store.layout import manifest_recording, manifest_uris, partition_value
 from vigil.store.schema import ALL_TABLES, DERIVED_TABLES, MANIFESTS, STATUSES, TABLES
@@ -228,6 +229,10 @@ def verify(storage: Storage, out: str) -> Report:
         recordings.add(manifest.recording_id)
         report.checked.append(uri)
         _check_tiling(manifest, uri, report)
+        for shard in manifest.shards:  # a shard's tables are the ones its commit marker names
+            marker, problem = check_against_manifest(storage, out, shard.files)
+            report.problems.extend([problem] if problem else [])
+            report.checked.extend([marker] if marker and not problem else [])
         for entry in manifest.entries():
             file_uri = join_uri(out, entry["path"])
             listed.add(file_uri)
