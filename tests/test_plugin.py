@@ -250,3 +250,35 @@ def test_a_report_served_by_the_page_links_its_clips_through_the_hash_checked_cl
     clip_file.write_bytes(bytes(data))
     refused = client.get(clip_url)
     assert refused.status_code == 409 and refused.content != bytes(data)
+
+
+def test_two_runs_of_one_recording_each_link_their_own_files(processed, footage, viewer_app, tmp_path, monkeypatch):
+    """A recording analysed again with other settings has a row per run; each row's picture and
+    report are that run's, and the by-recording route refuses to guess between them."""
+    import hashlib
+    import json
+    import re
+    import shutil
+
+    from vigil.cli import main
+    from vigil.uri import file_uri, parse_uri
+
+    root = tmp_path / "out"
+    shutil.copytree(parse_uri(processed).key, root)
+    assert main(["process", file_uri(footage), "--out", file_uri(root), "--sample-fps", "0.25", "--shard-seconds", "60"]) == 0
+    monkeypatch.setenv("VIGIL_OUTPUT_URI", file_uri(root))
+    manifests = [json.loads(p.read_text()) for p in (root / "manifests").glob("*.json")]
+    timelines = {m["artifacts"]["timeline.png"]["sha256"] for m in manifests if "timeline.png" in m["artifacts"]}
+    assert len(timelines) == 2, "two runs, two timeline pictures"
+    client = viewer_app("VIEWER")
+    index = client.get("/")
+    served = set()
+    for src in re.findall(r'<img src="([^"]+)" alt="timeline">', index.text):
+        picture = client.get("/" + src)
+        assert picture.status_code == 200
+        served.add(hashlib.sha256(picture.content).hexdigest())
+    assert served == timelines, "each row shows its own run's timeline"
+    reports = re.findall(r'<a href="([^"]+)">report</a>', index.text)
+    assert len(set(reports)) == 2
+    rid = "one-by-one-person-detection-a5964aa25909"
+    assert client.get(f"/recordings/{rid}/timeline.png").status_code == 409

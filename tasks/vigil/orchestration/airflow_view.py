@@ -79,17 +79,19 @@ def _row(m: dict) -> str:
     from vigil.review.render import timecode
 
     rid, totals, artifacts = m["recording_id"], m["totals"], m["artifacts"]
-    base = f"recordings/{quote(rid, safe='')}"
-    timeline = f'<img src="{_e(base)}/timeline.png" alt="timeline">' if "timeline.png" in artifacts else ""
-    href = _report_href(m) or f"{base}/report.html"  # at its own path: its clip links then resolve
-    report = f'<a href="{_e(href)}">report</a>' if "report.html" in artifacts else "—"
+    # Each run's own files, at their own paths: a recording analysed with other settings (or
+    # forced) has a row per run, and no link may resolve to another run's picture or report.
+    timeline_href, report_href = _review_href(m, "timeline.png"), _review_href(m, "report.html")
+    timeline = f'<img src="{_e(timeline_href)}" alt="timeline">' if timeline_href else ""
+    report = f'<a href="{_e(report_href)}">report</a>' if report_href else "—"
+    run = f"run {str(m.get('params_fingerprint', ''))[:12]}, finalized {m.get('finalized_at', '?')}"
     warnings = "".join(f"<div class=warn>{_e(w)}</div>" for w in m.get("warnings", []) if isinstance(w, str))
     try:
         duration = timecode(float(m.get("duration_s")))
     except (TypeError, ValueError):
         duration = "—"
     return (
-        f"<tr><td><b>{_e(rid)}</b><br><small>{_e(m['source']['uri'])}</small>{warnings}</td>"
+        f"<tr><td><b>{_e(rid)}</b><br><small>{_e(m['source']['uri'])}<br>{_e(run)}</small>{warnings}</td>"
         f"<td>{_e(duration)}</td><td>{_e(totals.get('presence_intervals'))}</td>"
         f"<td>{_e(totals.get('tracks'))}</td><td>{_e(totals.get('pose_events'))}</td>"
         f"<td>{report}</td><td>{timeline}</td></tr>"
@@ -120,11 +122,15 @@ def artifact(recording_id: str, name: str) -> Response:
 
     out, conn_id = _output()
     storage = storage_for(out, conn_id)
-    manifest = next((m for m in cache.listing(storage, out).manifests if m["recording_id"] == recording_id), None)
-    entry = (manifest or {}).get("artifacts", {}).get(name)
+    runs = [m for m in cache.listing(storage, out).manifests if m["recording_id"] == recording_id]
+    if len(runs) > 1:  # never guess which run's file a link meant
+        raise HTTPException(status_code=409, detail=f"recording {recording_id!r} has {len(runs)} runs with other "
+                                                    "settings; open the file from that run's row on the index page")
+    entry = (runs[0] if runs else {}).get("artifacts", {}).get(name)
     if entry is None or not SERVABLE.match(name):  # only what a manifest lists is ever served
         raise HTTPException(status_code=404, detail=f"no {name!r} for recording {recording_id!r}")
-    if name == "report.html" and (href := _report_href(manifest)):
+    manifest = runs[0]
+    if name == "report.html" and (href := _review_href(manifest, name)):
         return RedirectResponse("../../" + href, status_code=303)  # where its clip links resolve
     return _served(storage, out, entry, name, recording_id)
 
@@ -144,9 +150,9 @@ def review_file(path: str) -> Response:
     raise HTTPException(status_code=404, detail="no such review file")
 
 
-def _report_href(manifest: dict) -> str | None:
-    """The report's path in the output (relative to this page's root), where it is a plain one."""
-    entry = manifest["artifacts"].get("report.html")
+def _review_href(manifest: dict, name: str) -> str | None:
+    """A review file's path in the output (relative to this page's root), where it is a plain one."""
+    entry = manifest["artifacts"].get(name)
     path = entry.get("path") if isinstance(entry, dict) else None
     if isinstance(path, str) and path.startswith(REVIEW + "/") and ".." not in path.split("/"):
         return quote(path, safe="/=,+-._~")
