@@ -29,6 +29,7 @@ from vigil.orchestration.view_guard import (
 )
 
 from vigil.store.layout import REVIEW
+from vigil.store.manifest import Manifest
 
 try:  # the api-server's own authentication: a valid Airflow session token (cookie or header)
     from airflow.api_fastapi.core_api.security import get_user
@@ -75,23 +76,23 @@ def _e(value) -> str:
     return html.escape(str(value if value is not None else "—"), quote=True)
 
 
-def _row(m: dict) -> str:
+def _row(m: Manifest) -> str:
     from vigil.review.render import timecode
 
-    rid, totals, artifacts = m["recording_id"], m["totals"], m["artifacts"]
+    rid, totals = m.recording_id, m.totals
     # Each run's own files, at their own paths: a recording analysed with other settings (or
     # forced) has a row per run, and no link may resolve to another run's picture or report.
     timeline_href, report_href = _review_href(m, "timeline.png"), _review_href(m, "report.html")
     timeline = f'<img src="{_e(timeline_href)}" alt="timeline">' if timeline_href else ""
     report = f'<a href="{_e(report_href)}">report</a>' if report_href else "—"
-    run = f"run {str(m.get('params_fingerprint', ''))[:12]}, finalized {m.get('finalized_at', '?')}"
-    warnings = "".join(f"<div class=warn>{_e(w)}</div>" for w in m.get("warnings", []) if isinstance(w, str))
+    run = f"run {m.params_fingerprint[:12]}, finalized {m.finalized_at}"
+    warnings = "".join(f"<div class=warn>{_e(w)}</div>" for w in m.warnings if isinstance(w, str))
     try:
-        duration = timecode(float(m.get("duration_s")))
+        duration = timecode(m.duration_s)
     except (TypeError, ValueError):
         duration = "—"
     return (
-        f"<tr><td><b>{_e(rid)}</b><br><small>{_e(m['source']['uri'])}<br>{_e(run)}</small>{warnings}</td>"
+        f"<tr><td><b>{_e(rid)}</b><br><small>{_e(m.source.uri)}<br>{_e(run)}</small>{warnings}</td>"
         f"<td>{_e(duration)}</td><td>{_e(totals.get('presence_intervals'))}</td>"
         f"<td>{_e(totals.get('tracks'))}</td><td>{_e(totals.get('pose_events'))}</td>"
         f"<td>{report}</td><td>{timeline}</td></tr>"
@@ -122,11 +123,11 @@ def artifact(recording_id: str, name: str) -> Response:
 
     out, conn_id = _output()
     storage = storage_for(out, conn_id)
-    runs = [m for m in cache.listing(storage, out).manifests if m["recording_id"] == recording_id]
+    runs = [m for m in cache.listing(storage, out).manifests if m.recording_id == recording_id]
     if len(runs) > 1:  # never guess which run's file a link meant
         raise HTTPException(status_code=409, detail=f"recording {recording_id!r} has {len(runs)} runs with other "
                                                     "settings; open the file from that run's row on the index page")
-    entry = (runs[0] if runs else {}).get("artifacts", {}).get(name)
+    entry = runs[0].artifacts.get(name) if runs else None
     if entry is None or not SERVABLE.match(name):  # only what a manifest lists is ever served
         raise HTTPException(status_code=404, detail=f"no {name!r} for recording {recording_id!r}")
     manifest = runs[0]
@@ -144,15 +145,15 @@ def review_file(path: str) -> Response:
     out, conn_id = _output()
     storage = storage_for(out, conn_id)
     for manifest in cache.listing(storage, out).manifests:
-        for name, entry in manifest["artifacts"].items():
+        for name, entry in manifest.artifacts.items():
             if isinstance(entry, dict) and entry.get("path") == f"{REVIEW}/{path}" and SERVABLE.match(name):
-                return _served(storage, out, entry, name, manifest["recording_id"])
+                return _served(storage, out, entry, name, manifest.recording_id)
     raise HTTPException(status_code=404, detail="no such review file")
 
 
-def _review_href(manifest: dict, name: str) -> str | None:
+def _review_href(manifest: Manifest, name: str) -> str | None:
     """A review file's path in the output (relative to this page's root), where it is a plain one."""
-    entry = manifest["artifacts"].get(name)
+    entry = manifest.artifacts.get(name)
     path = entry.get("path") if isinstance(entry, dict) else None
     if isinstance(path, str) and path.startswith(REVIEW + "/") and ".." not in path.split("/"):
         return quote(path, safe="/=,+-._~")

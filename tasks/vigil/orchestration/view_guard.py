@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from vigil.errors import IntegrityError, ObjectNotFound, VigilError
 from vigil.review.report import STYLE as REPORT_STYLE
 from vigil.review.report import csp_hash
-from vigil.store.manifest import load_sealed
+from vigil.store.manifest import Manifest, load_manifest
 from vigil.store.schema import MANIFESTS
 from vigil.store.storage import ObjectInfo, Storage
 from vigil.uri import is_within, join_uri, parse_uri
@@ -73,7 +73,7 @@ def content_type(name: str) -> str:
 class Listing:
     """The readable manifests under an output, and what could not be read (URI, reason)."""
 
-    manifests: list[dict]
+    manifests: list[Manifest]
     problems: list[tuple[str, str]]
 
 
@@ -82,7 +82,7 @@ class ManifestCache:
     reads only manifests that are new or changed since the last request."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple, dict | None, str | None]] = {}
+        self._entries: dict[str, tuple[tuple, Manifest | None, str | None]] = {}
         self._lock = threading.Lock()
         self.reads = 0  # manifest bodies read, for tests and curiosity
 
@@ -100,9 +100,9 @@ class ManifestCache:
         with self._lock:
             for uri in set(self._entries) - seen:
                 del self._entries[uri]
-        return Listing(sorted(manifests, key=lambda m: str(m.get("recording_id"))), problems)
+        return Listing(sorted(manifests, key=lambda m: (m.recording_id, m.finalized_at)), problems)
 
-    def _get(self, storage: Storage, info: ObjectInfo) -> tuple[dict | None, str | None]:
+    def _get(self, storage: Storage, info: ObjectInfo) -> tuple[Manifest | None, str | None]:
         version = (info.etag, info.size, info.last_modified)
         with self._lock:
             cached = self._entries.get(info.uri)
@@ -110,7 +110,7 @@ class ManifestCache:
             return cached[1], cached[2]
         self.reads += 1
         try:
-            manifest, problem = _well_formed(load_sealed(storage.read_bytes(info.uri), info.uri)), None
+            manifest, problem = _well_formed(load_manifest(storage.read_bytes(info.uri), info.uri)), None
         except (VigilError, ValueError, KeyError, TypeError) as exc:
             manifest, problem = None, str(exc)
         with self._lock:
@@ -118,13 +118,14 @@ class ManifestCache:
         return manifest, problem
 
 
-def _well_formed(manifest: dict) -> dict:
-    """The fields the page relies on, with the types it relies on (else a ValueError naming one)."""
-    shapes = {"recording_id": str, "source": dict, "totals": dict, "artifacts": dict}
+def _well_formed(manifest: Manifest) -> Manifest:
+    """The fields the page shows, with the types it relies on (else a ValueError naming one): a
+    hand-written manifest may parse and still carry a list where a table of totals belongs."""
+    shapes = {"recording_id": str, "totals": dict, "artifacts": dict, "params_fingerprint": str, "finalized_at": str}
     for key, kind in shapes.items():
-        if not isinstance(manifest.get(key), kind):
-            raise ValueError(f"manifest field {key!r} is missing or not a {kind.__name__}")
-    if not isinstance(manifest["source"].get("uri"), str):
+        if not isinstance(getattr(manifest, key), kind):
+            raise ValueError(f"manifest field {key!r} is not a {kind.__name__}")
+    if not isinstance(manifest.source.uri, str):
         raise ValueError("manifest field 'source.uri' is missing")
     return manifest
 
