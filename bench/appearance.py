@@ -163,7 +163,7 @@ def evaluate_other_moments(out: str, rec1: str, rec2: str) -> dict:
     from vigil.analysis.appearance import choose_views, describe_tracks
     from vigil.model.appearance import load_encoder
     from vigil.review import query
-    from vigil.review.artifacts import source_fetcher
+    from vigil.review.artifacts import SourceFrames
 
     con = query.connect(out)
     truth = ground_truth(con, rec1, rec2)
@@ -179,8 +179,8 @@ def evaluate_other_moments(out: str, rec1: str, rec2: str) -> dict:
         spans = {t["track_id"]: (t["first_s"] + t["last_s"]) / 2 for t in tracks.to_pylist()}
         views = choose_views(tracks, rows("detections"), points, per_track=50)
         views = {tid: [v for v in vs if (v.pts_s < spans[tid]) == (half == 0)][:5] for tid, vs in views.items()}
-        fetch = source_fetcher(manifests[rec].source, manifests[rec].probe, None)
-        table = describe_tracks(rec, views, fetch, encoder.describe, encoder.method_version)
+        with SourceFrames(manifests[rec].source, manifests[rec].probe, None) as fetch:
+            table = describe_tracks(rec, views, fetch, encoder.describe, encoder.method_version)
         described[rec] = {tid: np.array(d) for tid, d in zip(table["track_id"].to_pylist(), table["descriptor"].to_pylist())}
     ranks, margins = [], []
     pairs = [(rec1, t1, rec2, t2) for t1, t2 in truth.items()] + [(rec2, t2, rec1, t1) for t1, t2 in truth.items()]

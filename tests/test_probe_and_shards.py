@@ -48,6 +48,16 @@ def test_shard_anchor_is_the_keyframe_at_or_before_its_start():
     assert [(s.anchor_pts, s.anchor_index) for s in shards] == [(0, 0), (28000, 280), (56000, 560), (84000, 840)]
 
 
+def test_shard_end_pos_is_the_byte_position_of_the_first_keyframe_at_or_after_its_end():
+    described = _synthetic_probe(100, keyframe_every_s=7)
+    described = RecordingProbe(**{**described.__dict__, "keyframes": tuple(
+        Keyframe(k.pts, k.frame_index, pos=1000 + k.pts) for k in described.keyframes)})  # fmt: skip
+    shards = plan_shards(described, ProcessParams(shard_seconds=30))
+    # keyframes every 7 s: the first at or after 30 s is at 35 s, after 60 s at 63 s, after 90 s at 91 s
+    assert [s.end_pos for s in shards] == [36000, 64000, 92000, -1]  # the last shard reads to the end
+    assert plan_shards(_synthetic_probe(100), ProcessParams(shard_seconds=30))[0].end_pos == -1  # no positions
+
+
 def test_shard_length_grows_to_stay_within_the_mapping_limit():
     shards = plan_shards(_synthetic_probe(3000), ProcessParams(shard_seconds=1), max_shards=1024)
     assert len(shards) <= 1024
@@ -192,6 +202,11 @@ def test_a_shard_reads_only_its_part_of_an_s3_recording(s3_storage, long_recordi
     frames = list(sampled_frames(reader, uri, described, middle, 2.0))
     assert len(frames) == 120
     assert reader.bytes_fetched < 0.35 * described_size(long_recording), reader.bytes_fetched
+
+    bounded = S3RangeReader(s3_storage.client, bucket, "cam/long.mp4", s3_storage.stat(uri))
+    bounded.expect(middle.end_pos)  # what detect_shard does with the plan's byte range
+    assert [f.frame_index for f in sampled_frames(bounded, uri, described, middle, 2.0)] == [f.frame_index for f in frames]
+    assert bounded.bytes_fetched < reader.bytes_fetched, (bounded.bytes_fetched, reader.bytes_fetched)
 
 
 def described_size(path):

@@ -1,3 +1,4 @@
+import io
 import threading
 
 import pytest
@@ -97,6 +98,36 @@ def test_s3_range_reader_reads_only_requested_blocks(s3_storage, footage):
     assert reader.bytes_fetched <= 2 * (64 << 10)
 
 
+def test_s3_range_reader_stops_at_the_expected_end_and_starts_small_past_it(s3_storage):
+    bucket = s3_storage.buckets["source"]
+    data = bytes(range(256)) * (64 << 10)  # 16 MiB
+    s3_storage.write_bytes(f"s3://{bucket}/big.bin", data)
+    reader = S3RangeReader(s3_storage.client, bucket, "big.bin", s3_storage.stat(f"s3://{bucket}/big.bin"),
+                           min_read=32 << 10)  # fmt: skip
+    reader.expect(5_000_000)
+    while reader.tell() < 5_000_000:  # sequential reads: GETs double, but none goes past the end
+        assert reader.read(min(32 << 10, 5_000_000 - reader.tell()))
+    assert reader.bytes_fetched == 5_000_000
+    assert reader.requests < 10
+    assert reader.read(1000) == data[5_000_000:5_001_000]
+    assert reader.bytes_fetched == 5_000_000 + (32 << 10), "past the expected end, GETs start small again"
+
+
+def test_s3_range_reader_fetches_what_it_keeps_only_once(s3_storage):
+    bucket = s3_storage.buckets["source"]
+    data = bytes(range(256)) * 4096  # 1 MiB
+    s3_storage.write_bytes(f"s3://{bucket}/pics.bin", data)
+    info = s3_storage.stat(f"s3://{bucket}/pics.bin")
+    for cache_bytes, second_pass_requests in ((1 << 20, 0), (64 << 10, 4)):
+        reader = S3RangeReader(s3_storage.client, bucket, "pics.bin", info, min_read=32 << 10, cache_bytes=cache_bytes)
+        for _ in range(2):  # two passes over the same four pictures, as appearance then review
+            before = reader.requests
+            for offset in (0, 300_000, 600_000, 900_000):
+                reader.seek(offset)
+                assert reader.read(1000) == data[offset : offset + 1000]
+        assert reader.requests - before == second_pass_requests
+
+
 class _CountingFile:
     """A file that counts the bytes read through it."""
 
@@ -147,6 +178,8 @@ def test_probing_through_a_hashing_reader_reads_the_recording_once(footage, tmp_
     assert reader.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
     assert described.frame_count == 1394
     assert counting.bytes_read < 1.1 * path.stat().st_size, (counting.bytes_read, path.stat().st_size)
+    if layout == "index at the end":  # the index read first is kept and hashed, not read again
+        assert counting.bytes_read < path.stat().st_size + (64 << 10), (counting.bytes_read, path.stat().st_size)
 
 
 def test_hashing_reader_hashes_in_file_order_whatever_the_reads(tmp_path):
@@ -166,3 +199,39 @@ def test_hashing_reader_hashes_in_file_order_whatever_the_reads(tmp_path):
     reader.seek(10)
     reader.read(10)  # behind the frontier: nothing to add
     assert reader.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+class _CountingBytes(io.BytesIO):
+    """In-memory bytes that count what is read through them."""
+
+    bytes_read = 0
+
+    def readinto(self, buffer):
+        count = super().readinto(buffer)
+        self.bytes_read += count
+        return count
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+@pytest.mark.parametrize(("keep_ahead", "expected_read"), [(0, 230_000), (15_000, 220_000), (1 << 20, 200_000)])
+def test_hashing_reader_hashes_bytes_read_ahead_without_reading_them_again(keep_ahead, expected_read):
+    import hashlib
+    import os
+
+    from vigil.store.readers import HashingReader
+
+    data = os.urandom(200_000)
+    counting = _CountingBytes(data)
+    reader = HashingReader(counting, keep_ahead=keep_ahead)
+    reader.seek(150_000)
+    reader.read(20_000)  # an index in the middle, read first
+    reader.seek(190_000)
+    reader.read(10_000)  # and one at the end
+    reader.seek(0)
+    reader.read(100_000)  # the probe stops short of both
+    assert reader.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert counting.bytes_read == expected_read  # kept bytes are hashed from memory

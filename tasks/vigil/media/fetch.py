@@ -12,6 +12,8 @@ from vigil.media.frames import _decode
 from vigil.media.placement import Placer
 from vigil.media.probe import MAX_PIXELS, RecordingProbe
 
+PICTURE_READ = 4096
+
 
 def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequence[tuple[int, float]]) -> Iterator:
     """Decode particular frames, given as ``(frame_index, pts_s)``; yield ``(frame_index, BGR image)``
@@ -22,7 +24,9 @@ def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequ
     """
     import av
 
-    with av.open(source, mode="r", metadata_errors="ignore") as container:
+    # A picture needs its keyframe and the few frames after it (tens of KiB): a small demuxer
+    # buffer makes FFmpeg ask for about that, not for 32 KiB blocks (remote reads: fewer bytes).
+    with av.open(source, mode="r", metadata_errors="ignore", buffer_size=PICTURE_READ) as container:
         stream = video_streams(container)[probe.stream_index]
         stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}
         ordered = sorted(set(wanted), key=lambda item: item[1])

@@ -32,6 +32,9 @@ class ShardRange:
     anchor_pos: int = -1  # its packet's byte position (seek target in containers without an index)
     anchor_offset: int = 0  # its segment's timeline offset, and the clock step there (timeline.Clock)
     anchor_step: int = 0
+    # Byte position of the first keyframe at or after ``end``: what a shard reads stops about there
+    # (a read-ahead bound for remote reads, never a cut-off). -1: unknown, or the end of the file.
+    end_pos: int = -1
     # Runs of sampling bins ``[first, end)`` in which the container holds no frame at all: these,
     # and only these, are ``no_frame``; every other bin without an analysed frame is ``undecodable``.
     # None: not known (a shard planned without the frame list): judged from the packets demuxed.
@@ -54,6 +57,7 @@ class ShardRange:
             anchor_pos=int(values.get("anchor_pos", -1)),
             anchor_offset=int(values.get("anchor_offset", 0)),
             anchor_step=int(values.get("anchor_step", 0)),
+            end_pos=int(values.get("end_pos", -1)),
             empty_bins=None if values.get("empty_bins") is None else tuple(tuple(r) for r in values["empty_bins"]),
         )
 
@@ -82,8 +86,21 @@ def plan_shards(probe: RecordingProbe, params: ProcessParams, max_shards: int = 
         anchor = probe.keyframe_at_or_before(start)
         runs = None if empty is None else _clip(empty, math.ceil(start * fps), math.ceil(end * fps))
         shards.append(ShardRange(index, start, end, anchor.pts, anchor.frame_index, anchor.pos, anchor.offset,
-                                 anchor.step, runs))  # fmt: skip
+                                 anchor.step, _end_pos(probe, end, anchor.pos), runs))  # fmt: skip
     return shards
+
+
+def _end_pos(probe: RecordingProbe, end: Fraction, anchor_pos: int) -> int:
+    """The byte position of the first keyframe at or after ``end`` (every frame before ``end`` is
+    stored before it, in decode order), or -1 where that says nothing (last shard, no positions,
+    or file order unlike time order)."""
+    import bisect
+
+    target = probe.start_pts + end / probe.tb
+    i = bisect.bisect_left([k.pts for k in probe.keyframes], target)
+    if i == len(probe.keyframes) or anchor_pos < 0 or probe.keyframes[i].pos <= anchor_pos:
+        return -1
+    return probe.keyframes[i].pos
 
 
 def empty_bin_runs(probe: RecordingProbe, fps: Fraction) -> list[tuple[int, int]]:

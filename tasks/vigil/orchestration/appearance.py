@@ -16,10 +16,11 @@ from vigil.store.schema import DETECTIONS, SCHEMA_VERSION, TRACK_APPEARANCE, TRA
 log = logging.getLogger(__name__)
 
 
-def publish_appearance(out, planned: RecordingPlan, tables: dict, read: dict, tracks_entry: dict) -> tuple[dict, list[str]]:
-    """``({"track_appearance": published file}, [])``, or ``({}, [warning])`` when it failed."""
+def publish_appearance(out, planned: RecordingPlan, tables: dict, read: dict, tracks_entry: dict,
+                       fetch) -> tuple[dict, list[str]]:  # fmt: skip
+    """``({"track_appearance": published file}, [])``, or ``({}, [warning])`` when it failed.
+    ``fetch`` gives source frames (``SourceFrames``, shared with the review pictures)."""
     from vigil.analysis.appearance import choose_views, describe_tracks
-    from vigil.review.artifacts import source_fetcher
     from vigil.store.sink import parquet_bytes, publish
 
     recording_id, params = planned.recording_id, planned.params
@@ -28,7 +29,6 @@ def publish_appearance(out, planned: RecordingPlan, tables: dict, read: dict, tr
 
         encoder = load_encoder(device=params.device)
         views = choose_views(tables[TRACKS], read[DETECTIONS], tables[TRACK_POINTS])
-        fetch = source_fetcher(planned.source, planned.probe.to_dict(), planned.source_conn_id)
         table = describe_tracks(recording_id, views, fetch, encoder.describe, encoder.method_version)
     except (VigilError, OSError, ValueError, RuntimeError) as exc:
         log.warning("%s: appearance descriptors not computed: %s", recording_id, exc)

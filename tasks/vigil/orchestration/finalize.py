@@ -86,12 +86,12 @@ def _publish_derived(out: Storage, planned: RecordingPlan, shard_results: list[S
     return files, tables, read
 
 
-def _publish_review(out: Storage, manifest: Manifest, tables: dict, read: dict, planned: RecordingPlan) -> Manifest:
+def _publish_review(out: Storage, manifest: Manifest, tables: dict, read: dict, planned: RecordingPlan,
+                    fetch) -> Manifest:  # fmt: skip
     """Render and publish the review pictures and report, in this run's own review folder; a
     failure here costs pictures, not data (the manifest says so)."""
-    from vigil.review.artifacts import render_review, source_fetcher
+    from vigil.review.artifacts import render_review
 
-    fetch = source_fetcher(planned.source, planned.probe.to_dict(), planned.source_conn_id)
     clips = {}
     if planned.clips:
         from vigil.review.clips import clips_for
@@ -113,16 +113,9 @@ def _publish_review(out: Storage, manifest: Manifest, tables: dict, read: dict, 
     return replace(manifest, artifacts=published)
 
 
-def _write_manifest(planned: RecordingPlan, shard_results: list[ShardResult]) -> dict:
-    for before, after in zip(shard_results, shard_results[1:]):
-        if before.shard.end != after.shard.start:
-            raise VigilError(f"{planned.recording_id}: shards {before.shard} and {after.shard} do not tile the recording")
-    out = storage_for(planned.out, planned.out_conn_id)
-    derived_files, derived_tables, read = _publish_derived(out, planned, shard_results)
-    from vigil.orchestration.appearance import publish_appearance  # "find this person": descriptors per track
-
-    appearance, appearance_warnings = publish_appearance(out, planned, derived_tables, read, derived_files["tracks"])
-    derived_files.update(appearance)
+def _manifest(planned: RecordingPlan, shard_results: list[ShardResult], derived_files: dict,
+              warnings: list[str]) -> Manifest:  # fmt: skip
+    """The recording's manifest before its review pictures: shards, derived tables, totals."""
     shards = [
         ManifestShard(
             index=r.shard.index, start=r.shard.start, end=r.shard.end,
@@ -137,7 +130,7 @@ def _write_manifest(planned: RecordingPlan, shard_results: list[ShardResult]) ->
         duration=planned.probe.duration,
         frame_count=planned.probe.frame_count,
         probe=planned.probe.to_dict(),
-        warnings=[*planned.probe.warnings, *appearance_warnings],
+        warnings=[*planned.probe.warnings, *warnings],
         params=planned.params.to_dict(),
         params_fingerprint=planned.params.fingerprint(),
         model=shard_results[0].model,
@@ -159,7 +152,24 @@ def _write_manifest(planned: RecordingPlan, shard_results: list[ShardResult]) ->
         "pose_events": derived_files["pose_events"]["rows"],
         **manifest.status_seconds(),
     })  # fmt: skip
-    manifest = _publish_review(out, manifest, derived_tables, read, planned)
+    return manifest
+
+
+def _write_manifest(planned: RecordingPlan, shard_results: list[ShardResult]) -> dict:
+    for before, after in zip(shard_results, shard_results[1:]):
+        if before.shard.end != after.shard.start:
+            raise VigilError(f"{planned.recording_id}: shards {before.shard} and {after.shard} do not tile the recording")
+    out = storage_for(planned.out, planned.out_conn_id)
+    derived_files, derived_tables, read = _publish_derived(out, planned, shard_results)
+    from vigil.orchestration.appearance import publish_appearance  # "find this person": descriptors per track
+    from vigil.review.artifacts import SourceFrames
+
+    # One reader for every picture finalize cuts from the source: appearance, then review.
+    with SourceFrames(planned.source, planned.probe.to_dict(), planned.source_conn_id) as fetch:
+        appearance, appearance_warnings = publish_appearance(out, planned, derived_tables, read,
+                                                             derived_files["tracks"], fetch)  # fmt: skip
+        manifest = _manifest(planned, shard_results, {**derived_files, **appearance}, appearance_warnings)
+        manifest = _publish_review(out, manifest, derived_tables, read, planned, fetch)
     uri = layout.manifest_uri(planned.out, planned.recording_id, planned.run_key)
     sealed = publish_sealed(out, planned.out, uri, manifest.to_dict())  # signed, ledgered, stamped: store/custody
     summary = {

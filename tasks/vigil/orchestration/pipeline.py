@@ -98,6 +98,8 @@ def _analyse_shard(task: ShardTask, model_file, out, uris, run_context) -> tuple
     source = storage_for(source_uri, planned.source_conn_id)
     _check_unchanged(source, planned.source)
     with source.open(source_uri, etag=planned.source.etag) as handle:
+        if shard.end_pos > 0 and hasattr(handle, "expect"):  # remote reads stop near the shard's end
+            handle.expect(shard.end_pos)
         frames = sampled_frames(handle, source_uri, planned.probe, shard, params.sample_fps, list(task.keyframes), decoder)
         # Decoding runs in its own thread, a bounded queue ahead of inference: neither waits for
         # the other, and memory stays at a few batches of frames whatever the shard length.

@@ -11,22 +11,44 @@ from vigil.store.manifest import Manifest
 from vigil.store.schema import POSE_EVENTS, PRESENCE, TRACKS
 
 
-def source_fetcher(source: SourceVersion, probe: dict, conn_id: str | None):
-    """Frames of the exact source version that was analysed (pinned by ETag on S3)."""
-    from vigil.media.fetch import fetch_frames
-    from vigil.media.probe import RecordingProbe
-    from vigil.store.storage import storage_for
+class SourceFrames:
+    """Frames of the exact source version that was analysed (pinned by ETag on S3), as a
+    ``FrameFetcher``. Every call reads through one reader that keeps what it fetched
+    (``CACHE_BYTES``): the container index is read once, and a picture asked for again (the
+    contact sheet's after the appearance descriptors') costs no second read of the recording.
+    ``with SourceFrames(...) as fetch:`` closes the reader."""
 
-    described = RecordingProbe.from_dict({**probe, "keyframes": []})
+    CACHE_BYTES = 64 << 20
 
-    def fetch(wanted):
+    def __init__(self, source: SourceVersion, probe: dict, conn_id: str | None):
+        from vigil.media.probe import RecordingProbe
+
+        self.source, self.conn_id = source, conn_id
+        self.probe = RecordingProbe.from_dict({**probe, "keyframes": []})
+        self._handle = None
+
+    def __call__(self, wanted):
+        from vigil.media.fetch import fetch_frames
+        from vigil.store.storage import storage_for
+
         if not wanted:
             return
-        storage = storage_for(source.uri, conn_id)
-        with storage.open(source.uri, etag=source.etag) as handle:
-            yield from fetch_frames(handle, source.uri, described, wanted)
+        if self._handle is None:
+            storage = storage_for(self.source.uri, self.conn_id)
+            self._handle = storage.open(self.source.uri, etag=self.source.etag, cache_bytes=self.CACHE_BYTES)
+        self._handle.seek(0)
+        yield from fetch_frames(self._handle, self.source.uri, self.probe, wanted)
 
-    return fetch
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "SourceFrames":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
 
 
 def render_review(manifest: Manifest, tables: dict[str, pa.Table], detections: pa.Table, frames: pa.Table,
@@ -93,9 +115,9 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
         "SELECT target, target_id, decision, reviewer FROM reviews WHERE current AND recording_id = ?", [rid]).fetchall()}  # fmt: skip
     detections = rows("SELECT * FROM detections WHERE recording_id = $1")
     frames = rows("SELECT * FROM frames WHERE recording_id = $1 ORDER BY pts_s")
-    fetch = source_fetcher(manifest.source, manifest.probe, conn_id)
     try:
-        html = render_review(manifest, tables, detections, frames, fetch, blur, clips, reviews)
+        with SourceFrames(manifest.source, manifest.probe, conn_id) as fetch:
+            html = render_review(manifest, tables, detections, frames, fetch, blur, clips, reviews)
     except (VigilError, OSError) as exc:
         if blur:
             raise ParameterError(f"cannot read the source to render blurred pictures: {exc}") from exc

@@ -62,8 +62,9 @@ class FileStorage:
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat()
         return ObjectInfo(uri=normalise_uri(uri), size=st.st_size, etag=file_etag(st), last_modified=modified)
 
-    def open(self, uri: str, etag: str | None = None) -> BinaryIO:
-        """The file for reading; with ``etag`` (from ``stat``) only if it is still that version."""
+    def open(self, uri: str, etag: str | None = None, *, cache_bytes: int = 0) -> BinaryIO:
+        """The file for reading; with ``etag`` (from ``stat``) only if it is still that version.
+        ``cache_bytes`` is for remote readers: the OS caches what a local file re-reads."""
         try:
             handle = open(parse_uri(uri).key, "rb")
         except FileNotFoundError as exc:

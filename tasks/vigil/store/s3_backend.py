@@ -134,14 +134,15 @@ class S3Storage:
             version_id=head.get("VersionId"),
         )
 
-    def open(self, uri: str, etag: str | None = None) -> BinaryIO:
-        """A ranged reader; with ``etag`` every read is pinned to that version of the object."""
+    def open(self, uri: str, etag: str | None = None, *, cache_bytes: int = 16 << 20) -> BinaryIO:
+        """A ranged reader; with ``etag`` every read is pinned to that version of the object.
+        ``cache_bytes``: how much of what it fetched it keeps for reading again."""
         info = self.stat(uri)
         if etag and info.etag != etag:
             raise SourceChanged(f"{uri}: the object changed since it was planned (ETag {etag} -> {info.etag}); "
                                 "trigger the run again")
         parsed = parse_uri(uri)
-        return S3RangeReader(self._client, parsed.bucket, parsed.key, info)
+        return S3RangeReader(self._client, parsed.bucket, parsed.key, info, cache_bytes=cache_bytes)
 
     def read_bytes(self, uri: str) -> bytes:
         parsed = parse_uri(uri)
@@ -174,25 +175,30 @@ class S3RangeReader(io.RawIOBase):
     """A seekable read-only file over ranged GETs, each sized to how the file is being read.
 
     A read after a jump (a container index, the keyframe of one review picture) fetches a small
-    range, ``min_read``; each read that carries on where the last GET ended doubles the next, up to
+    range, ``min_read``; reads that carry on where the last GET ended double the next, up to
     ``max_read``, so a shard streaming its part pays few requests and little overshoot. ``expect``
     says where the caller's byte range ends (a shard's, from its plan): GETs stop there unless a
-    read itself asks for more. Every GET is pinned to the ETag seen when the object was opened
+    read itself asks for more, and reads past it start small again (the decoder's few packets of
+    look-ahead). Fetched ranges are kept, least recently used dropped first, up to
+    ``cache_bytes``: a caller that reads the same pictures twice (review pictures after appearance
+    descriptors) fetches them once. Every GET is pinned to the ETag seen when the object was opened
     (``IfMatch``), so an object replaced mid-read fails loudly instead of mixing two versions.
     ``bytes_fetched`` and ``requests`` count what came over the wire.
     """
 
-    def __init__(self, client, bucket: str, key: str, info: ObjectInfo, min_read: int = 64 << 10,
-                 max_read: int = 4 << 20, spans: int = 4):  # fmt: skip
+    def __init__(self, client, bucket: str, key: str, info: ObjectInfo, min_read: int = 32 << 10,
+                 max_read: int = 4 << 20, cache_bytes: int = 16 << 20):  # fmt: skip
         super().__init__()
         self._client, self._bucket, self._key, self.info = client, bucket, key, info
         self._size = info.size
         self._pos = 0
         self._min_read, self._max_read = min_read, max(min_read, max_read)
         self._next_read = min_read
+        self._streak = 0  # GETs in a row that each began where the last ended
         self._fetched_to = -1  # where the last GET ended: a read from there is sequential
         self._expected_end = 0
-        self._max_spans = spans
+        self._cache_bytes = cache_bytes
+        self._cached = 0
         self._spans: OrderedDict[int, bytes] = OrderedDict()  # start offset -> bytes, least recent first
         self._lock = threading.Lock()
         self.bytes_fetched = 0
@@ -235,7 +241,11 @@ class S3RangeReader(io.RawIOBase):
                 if start <= pos < start + len(data):
                     self._spans.move_to_end(start)
                     return start, data
-            self._next_read = min(2 * self._next_read, self._max_read) if pos == self._fetched_to else self._min_read
+            sequential = pos == self._fetched_to and pos != self._expected_end
+            # Sizes double from the second GET that carries on: a picture's keyframe is often read
+            # whole by the first, and the few frames after it need little more.
+            self._streak = self._streak + 1 if sequential else 0
+            self._next_read = min(self._min_read << min(max(0, self._streak - 1), 16), self._max_read)
             length = max(wanted, self._next_read)
             if pos < self._expected_end:  # no further than the caller's range, unless the read asks for it
                 length = max(wanted, min(length, self._expected_end - pos))
@@ -251,8 +261,9 @@ class S3RangeReader(io.RawIOBase):
             self.requests += 1
             self._fetched_to = pos + len(data)
             self._spans[pos] = data
-            while len(self._spans) > self._max_spans:
-                self._spans.popitem(last=False)
+            self._cached += len(data)
+            while self._cached > self._cache_bytes and len(self._spans) > 1:
+                self._cached -= len(self._spans.popitem(last=False)[1])
         return pos, data
 
 
