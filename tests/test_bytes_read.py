@@ -91,7 +91,7 @@ def _outputs(out: str, conn_id: str | None) -> dict:
             "sampled_frames": manifest.totals["sampled_frames"]}  # fmt: skip
 
 
-# Measured 2.15x and 2.23x; the goal is 2.1x and 2.5x. At 600-s shards the review pictures
+# Measured 2.15x and 2.22x; the goal is 2.1x and 2.5x. At 600-s shards the review pictures
 # alone need about 0.1x (README "Scale"). These bounds guard what is reached against regressions.
 @pytest.mark.parametrize(("copies", "shard_seconds", "bound"), [(26, 600, 2.2), (5, 60, 2.35)])
 def test_a_run_reads_each_recording_about_twice(tmp_path, s3_storage, counted_endpoint, copies, shard_seconds, bound):
