@@ -9,7 +9,8 @@
     │       ├── SourceChanged   a recording changed since it was planned (hashed)
     │       └── ManifestError   a manifest is unreadable or has been altered
     ├── TransientError          retryable = True: the world may be better in a moment
-    │   └── StorageError        object storage failed (network, throttling, 5xx)
+    │   ├── StorageError        object storage failed (network, throttling, 5xx)
+    │   └── InferenceError      the inference runtime did not answer in time
     └── RecordingsFailed        some recordings of a run failed; the others were finalized
 
 Third-party exceptions are translated at the boundary (``raise StorageError(...) from exc``), so
@@ -56,6 +57,10 @@ class TransientError(VigilError):
 
 class StorageError(TransientError):
     """Object storage failed in a way that may be temporary."""
+
+
+class InferenceError(TransientError):
+    """The inference runtime did not finish a frame in time (a stuck infer request)."""
 
 
 class ObjectNotFound(InputError, FileNotFoundError):

@@ -101,9 +101,10 @@ def instruction_path(precision: str) -> str:
 class PoseDetector:
     """Batched person + pose detection on BGR frames, with PyTorch, ONNX Runtime or OpenVINO.
 
-    All go through Ultralytics' own pre- and post-processing, so they letterbox and suppress
-    alike; ONNX and OpenVINO models are exported from the hash-checked weights once per input
-    shape and cached (the export needs no network).
+    PyTorch and ONNX Runtime go through Ultralytics' own pre- and post-processing; OpenVINO runs
+    the same letterbox and suppression with the pixel conversion compiled into the model
+    (``vigil.model.openvino_pose``). ONNX and OpenVINO models are exported from the hash-checked
+    weights once per input shape and cached (the export needs no network).
     """
 
     def __init__(self, model_file: ModelFile, params: ProcessParams):
@@ -137,8 +138,6 @@ class PoseDetector:
         return self.params.device.startswith("cuda")
 
     def _model_for(self, shape: tuple[int, int]):
-        from ultralytics import YOLO
-
         key = (0, 0) if self.runtime_name == "torch" else shape
         if key not in self._models:
             if self.runtime_name == "torch":
@@ -149,7 +148,16 @@ class PoseDetector:
                 path = int8_export(export(self.model_file, shape, "openvino"), self.model_file.sha256, shape)
             else:
                 path = export(self.model_file, shape, self.runtime_name)
-            self._models[key] = YOLO(str(path), task="pose")
+            if self.runtime_name.startswith("openvino"):
+                # Pre-processing compiled into the model, numpy suppression (vigil.model.openvino_pose).
+                from vigil.model.openvino_pose import INPUT_VARIANT, OpenVINOPose, compiled_pose_model
+
+                compiled = compiled_pose_model(path, shape, model_cache_dir() / f"compiled-{INPUT_VARIANT}")
+                self._models[key] = OpenVINOPose(compiled, shape, self.params.conf)
+            else:
+                from ultralytics import YOLO
+
+                self._models[key] = YOLO(str(path), task="pose")
         return self._models[key]
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
@@ -157,6 +165,8 @@ class PoseDetector:
         if not images:
             return []
         shape = letterbox_shape(*images[0].shape[:2], self.params.imgsz)
+        if self.runtime_name.startswith("openvino"):
+            return self._model_for(shape).detect(images)
         results = self._model_for(shape).predict(
             images,
             imgsz=self.params.imgsz if self.runtime_name == "torch" else shape,
