@@ -13,6 +13,7 @@ are those of ``YOLO.predict`` up to float rounding; tests/test_detector.py compa
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +52,26 @@ def compiled_pose_model(ir_dir: Path, shape: tuple[int, int], cache_dir: Path):
 
 class OpenVINOPose:
     """Letterbox, infer and suppress a list of same-size BGR frames, with one infer request per
-    OpenVINO stream: while one frame runs, the next is letterboxed and the previous suppressed."""
+    OpenVINO stream: while one frame runs, the next is letterboxed and the previous suppressed.
+    One loaded model serves every shard of a worker process; shards on threads of that process
+    take turns (an infer request runs one inference at a time: a second start raises "busy")."""
 
     def __init__(self, compiled, shape: tuple[int, int], conf: float):
         self.shape = shape
         self.conf = conf
+        self.lock = threading.Lock()
         self.requests = [compiled.create_infer_request() for _ in range(max(1, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))]
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        with self.lock:
+            try:
+                return self._detect(images)
+            except BaseException:
+                for request in self.requests:  # a failed batch leaves no request busy for the next one
+                    request.wait_for(WAIT_MS)
+                raise
+
+    def _detect(self, images: list[np.ndarray]) -> list[Detections]:
         results: list[Detections | None] = [None] * len(images)
         pending: list[tuple[int, object] | None] = [None] * len(self.requests)
         for index, image in enumerate(images):
