@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--sample-fps", type=float, default=1.0)
     parser.add_argument("--shard-seconds", type=int, default=600)
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--runtimes", nargs="+", default=["auto"],
+    parser.add_argument("--runtimes", nargs="+", default=["auto", "onnx", "openvino", "openvino-int8"],
                         help="vigil's inference runtimes to run (auto, onnx, openvino, openvino-int8, torch)")
     parser.add_argument("--profile", action="store_true",
                         help="sample vigil's runs with py-spy and print time per stage (decode, convert, inference, ...)")
@@ -99,10 +99,33 @@ def main() -> int:
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    report = {"when": stamp, "machine": {**machine, "load_average_after": os.getloadavg()}, "runs": runs}
+    limit = _benchmark_app()  # the same IR's pure-inference figure on this CPU: each row's distance to the limit
+    if limit:
+        print(f"  benchmark_app (BF16 IR, throughput hint, batch 1): {limit['frames_per_s']:.1f} frames/s", flush=True)
+    report = {"when": stamp, "machine": {**machine, "load_average_after": os.getloadavg()}, "runs": runs,
+              "benchmark_app": limit}
     (results / f"{stamp}.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {results / f'{stamp}.json'}")
     return 0
+
+
+def _benchmark_app(seconds: int = 20) -> dict | None:
+    """OpenVINO's benchmark_app on vigil's cached FP32 IR (run in the CPU's native precision), or
+    None where the IR has not been exported yet (run vigil once first)."""
+    import re
+
+    sys.path.insert(0, str(ROOT / "tasks"))
+    from vigil.model.detector import model_cache_dir
+
+    ir = next(model_cache_dir().glob("*-384x640-dynbatch_openvino_model/*.xml"), None)
+    tool = Path(sys.executable).with_name("benchmark_app")
+    if ir is None or not tool.exists():
+        return None
+    done = subprocess.run([str(tool), "-m", str(ir), "-d", "CPU", "-hint", "throughput", "-shape", "[1,3,384,640]",
+                           "-t", str(seconds)], capture_output=True, text=True, check=True)  # fmt: skip
+    found = re.search(r"Throughput:\s*([\d.]+)\s*FPS", done.stdout)
+    return {"model": str(ir), "frames_per_s": float(found.group(1)) if found else None, "seconds": seconds,
+            "load_average": os.getloadavg()}
 
 
 def _recording(copies: int) -> Path:
