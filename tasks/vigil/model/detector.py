@@ -11,7 +11,7 @@ import hashlib
 import os
 import shutil
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -152,13 +152,20 @@ class PoseDetector:
                 # Pre-processing compiled into the model, numpy suppression (vigil.model.openvino_pose).
                 from vigil.model.openvino_pose import INPUT_VARIANT, OpenVINOPose, compiled_pose_model
 
-                compiled = compiled_pose_model(path, shape, model_cache_dir() / f"compiled-{INPUT_VARIANT}")
-                self._models[key] = OpenVINOPose(compiled, shape, self.params.conf)
+                cache = model_cache_dir() / f"compiled-{INPUT_VARIANT}"
+                self._models[key] = OpenVINOPose(partial(compiled_pose_model, path, shape, cache), shape, self.params.conf)
             else:
                 from ultralytics import YOLO
 
                 self._models[key] = YOLO(str(path), task="pose")
         return self._models[key]
+
+    def before_fork(self) -> None:
+        """Drop what cannot cross a fork: OpenVINO's compiled models (their blobs stay cached, so
+        a forked task compiles again in a fraction of a second). Others are kept."""
+        for model in self._models.values():
+            if hasattr(model, "release"):
+                model.release()
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         """One ``Detections`` per image, in order (all images of one call have one size)."""

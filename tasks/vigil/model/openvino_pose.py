@@ -13,8 +13,10 @@ are those of ``YOLO.predict`` up to float rounding; tests/test_detector.py compa
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -50,20 +52,48 @@ def compiled_pose_model(ir_dir: Path, shape: tuple[int, int], cache_dir: Path):
     return core.compile_model(ppp.build(), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
 
 
+_INHERITED: list = []  # infer requests a forked process got from its parent (see OpenVINOPose)
+
+
 class OpenVINOPose:
     """Letterbox, infer and suppress a list of same-size BGR frames, with one infer request per
     OpenVINO stream: while one frame runs, the next is letterboxed and the previous suppressed.
     One loaded model serves every shard of a worker process; shards on threads of that process
-    take turns (an infer request runs one inference at a time: a second start raises "busy")."""
+    take turns (an infer request runs one inference at a time: a second start raises "busy").
 
-    def __init__(self, compiled, shape: tuple[int, int], conf: float):
+    OpenVINO's inference threads do not survive a fork: in a forked child a request of the
+    parent's model, sync or async, never finishes, and destroying the parent's objects hangs or
+    aborts. So a process about to fork calls ``release`` (vigil.orchestration.worker does, after
+    its warm-up), and the child compiles again from the blob cache on its first batch (0.16 s
+    here). A child forked without that leaves the parent's objects untouched and compiles its own.
+    """
+
+    def __init__(self, compile_model: Callable[[], object], shape: tuple[int, int], conf: float):
         self.shape = shape
         self.conf = conf
         self.lock = threading.Lock()
-        self.requests = [compiled.create_infer_request() for _ in range(max(1, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))]
+        self._compile = compile_model
+        self._load()
+
+    def _load(self) -> None:
+        compiled = self._compile()
+        count = max(1, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.requests = [compiled.create_infer_request() for _ in range(count)]
+        self._pid = os.getpid()
+
+    def release(self) -> None:
+        """Drop the compiled model and its requests (before a fork); the next batch compiles again."""
+        with self.lock:
+            if self._pid == os.getpid():
+                self.requests = []
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         with self.lock:
+            if self._pid != os.getpid() and self.requests:
+                _INHERITED.append(self.requests)  # the parent's: never used, never destroyed here
+                self.requests = []
+            if not self.requests:
+                self._load()
             try:
                 return self._detect(images)
             except BaseException:

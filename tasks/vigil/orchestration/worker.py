@@ -4,7 +4,8 @@ Airflow 3's Celery worker runs each task in a fresh child that the task SDK's su
 from the Celery pool process (``airflow.sdk.execution_time.supervisor``: ``os.fork()`` on Linux;
 fork+exec only on macOS). Whatever the worker's main process holds before Celery forks its pool
 is therefore in every task for free, copy-on-write: imports (torch, ultralytics, openvino), the
-hash-checked weights and the OpenVINO model compiled and run once for the usual frame shape.
+hash-checked weights, the exported models, and OpenVINO's compiled blob in its cache (the
+compiled model itself cannot cross a fork: each task compiles it from the blob, 0.16 s).
 Without this each shard task paid those again (README "Scale": seconds per shard).
 
 Enable it on workers with::
@@ -80,6 +81,7 @@ def warm(sizes: list[tuple[int, int]]) -> dict[str, float]:
         frames = [np.zeros((height, width, 3), np.uint8)]
         detector.detect(frames)
         detector.detect(frames * params.batch_size)
+    detector.before_fork()  # OpenVINO's threads do not cross Celery's fork: tasks compile from the cache
     lap("model")
     return took
 
