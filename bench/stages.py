@@ -19,9 +19,14 @@ RATE = 50  # samples per second: enough for stages of a multi-minute run, little
 # matches a rule names the stage (so a colour conversion inside the decoder counts as convert).
 FINALIZE = re.compile(r"vigil/orchestration/finalize\.py")
 STAGES = (
-    ("convert/letterbox", re.compile(r"\bto_ndarray\b|\breformat\b|\bpre_transform\b|\bpreprocess\b|augment\.py")),
-    ("inference", re.compile(r"\binference\b \(|autobackend\.py|openvino/|onnxruntime/|torch/nn/")),
-    ("post-process", re.compile(r"\bpostprocess\b|non_max_suppression|vigil/model/detections\.py|ultralytics/engine/results\.py")),
+    ("convert/letterbox", re.compile(r"\bto_ndarray\b|\breformat\b|\bpre_transform\b|\bpreprocess\b|augment\.py"
+                                     r"|\bletterbox \(")),
+    # The direct OpenVINO path (vigil/model/openvino_pose.py) waits for and starts infer requests
+    # in native code: its own frames are the innermost Python ones then.
+    ("inference", re.compile(r"\binference\b \(|autobackend\.py|openvino/|onnxruntime/|torch/nn/"
+                             r"|\b_collect \(.*openvino_pose|\b_detect \(.*openvino_pose")),
+    ("post-process", re.compile(r"\bpostprocess\b|non_max_suppression|\bnms \(|vigil/model/detections\.py"
+                                r"|ultralytics/engine/results\.py")),
     ("write", re.compile(r"vigil/store/sink\.py|pyarrow/")),
     ("track", re.compile(r"vigil/model/tracker\.py|ultralytics/trackers/")),
     ("plan/probe", re.compile(r"\bplan_all\b|\bdiscover\b|vigil/media/probe\.py")),

@@ -19,6 +19,12 @@ def test_the_innermost_known_frame_names_the_stage_and_finalize_takes_all_below_
         SHARD + ";detect (tasks/vigil/model/detector.py:120);predict (ultralytics/engine/model.py:5);"
                 "inference (ultralytics/engine/predictor.py:9);forward (ultralytics/nn/autobackend.py:2) 20",
         SHARD + ";detect (tasks/vigil/model/detector.py:120);postprocess (ultralytics/models/yolo/pose/predict.py:4) 2",
+        SHARD + ";detect (tasks/vigil/model/detector.py:170);_detect (tasks/vigil/model/openvino_pose.py:98);"
+                "letterbox (tasks/vigil/model/openvino_pose.py:120) 2",
+        SHARD + ";detect (tasks/vigil/model/detector.py:170);_detect (tasks/vigil/model/openvino_pose.py:98) 6",
+        SHARD + ";_detect (tasks/vigil/model/openvino_pose.py:98);_collect (tasks/vigil/model/openvino_pose.py:110) 9",
+        SHARD + ";_collect (tasks/vigil/model/openvino_pose.py:112);postprocess (tasks/vigil/model/openvino_pose.py:140);"
+                "nms (tasks/vigil/model/openvino_pose.py:170) 3",
         SHARD + ";write (tasks/vigil/store/sink.py:40);write_table (pyarrow/parquet/core.py:1) 1",
         MAIN + ";finalize (tasks/vigil/orchestration/finalize.py:30);write_table (pyarrow/parquet/core.py:1) 4",
         "thread (0x8f): Thread-1;run (threading.py:982);wait (threading.py:331);Condition.wait (threading.py:331) 5",
@@ -26,7 +32,7 @@ def test_the_innermost_known_frame_names_the_stage_and_finalize_takes_all_below_
         "not a stack line",
     ]))  # fmt: skip
     samples = stages.stage_samples(collapsed)
-    assert samples == {"decode": 7, "convert/letterbox": 3, "inference": 20, "post-process": 2, "write": 1,
+    assert samples == {"decode": 7, "convert/letterbox": 5, "inference": 35, "post-process": 5, "write": 1,
                        "finalize": 4, "thread hand-off": 5, "other": 1}  # fmt: skip
     table = stages.table(samples, wall_seconds=1.0)
-    assert "| inference | 20 | 46.5 % |" in table and "| **all** | 43 |" in table
+    assert "| inference | 35 | 55.6 % |" in table and "| **all** | 63 |" in table
