@@ -58,6 +58,21 @@ def test_shard_end_pos_is_the_byte_position_of_the_first_keyframe_at_or_after_it
     assert plan_shards(_synthetic_probe(100), ProcessParams(shard_seconds=30))[0].end_pos == -1  # no positions
 
 
+@pytest.mark.parametrize(
+    ("occupied", "first", "end", "expected"),
+    [
+        ([], 0, 5, [(0, 5)]),
+        ([0, 1, 2, 3, 4], 0, 5, []),
+        ([2, 2, 3, 7, 9], 0, 8, [(0, 2), (4, 7)]),  # repeats count once; a bin past the end is ignored
+        ([3], 3, 10, [(4, 10)]),
+    ],
+)
+def test_runs_without_are_the_half_open_gaps_between_occupied_bins(occupied, first, end, expected):
+    from vigil.media.sharding import runs_without
+
+    assert runs_without(occupied, first, end) == expected
+
+
 def test_shard_length_grows_to_stay_within_the_mapping_limit():
     shards = plan_shards(_synthetic_probe(3000), ProcessParams(shard_seconds=1), max_shards=1024)
     assert len(shards) <= 1024

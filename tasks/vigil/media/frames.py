@@ -27,7 +27,7 @@ from vigil.media.containers import display_rotation, upright, video_streams
 from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe
 from vigil.media.placement import Placer, seek_to_anchor
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
-from vigil.media.sharding import ShardRange, sample_bin
+from vigil.media.sharding import ShardRange, runs_without, sample_bin
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def _unanalysed(shard: ShardRange, fps: Fraction, first_bin: int, end_bin: int, 
     frame are visited one by one, so the cost is bounded by the frame count, not the duration."""
     empty = shard.empty_bins
     if empty is None:  # not planned from the frame list: judge from the packets this shard demuxed
-        empty = _runs_without(sorted(with_packets | sampled), first_bin, end_bin)
+        empty = runs_without(sorted(with_packets | sampled), first_bin, end_bin)
     cursor = first_bin
     for lo, hi in [*empty, (end_bin, end_bin)]:
         for b in range(cursor, min(lo, end_bin)):
@@ -144,19 +144,6 @@ def _unanalysed(shard: ShardRange, fps: Fraction, first_bin: int, end_bin: int, 
         if lo < hi:
             yield SampledFrame(None, None, max(shard.start, lo / fps), None, STATUS_NO_FRAME, min(shard.end, hi / fps))
         cursor = max(cursor, hi)
-
-
-def _runs_without(occupied: list[int], first: int, end: int) -> list[tuple[int, int]]:
-    runs, cursor = [], first
-    for b in occupied:
-        if b >= end:
-            break
-        if b > cursor:
-            runs.append((cursor, b))
-        cursor = max(cursor, b + 1)
-    if end > cursor:
-        runs.append((cursor, end))
-    return runs
 
 
 def choose_decoder(params: ProcessParams, shard_index: int = 0) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from typing import Iterable
 
 from vigil.config import ProcessParams, as_fraction, sampling_rate
 from vigil.media.probe import RecordingProbe
@@ -110,15 +111,21 @@ def empty_bin_runs(probe: RecordingProbe, fps: Fraction) -> list[tuple[int, int]
     tb = probe.tb
     num, den = tb.numerator * fps.numerator, tb.denominator * fps.denominator
     start = probe.start_pts
-    total = math.ceil(probe.duration * fps)
-    runs, next_free = [], 0  # next_free: the first bin not yet known to hold a frame
-    for pts in probe.frame_pts:
-        b = (pts - start) * num // den
-        if b > next_free:
-            runs.append((next_free, b))
-        next_free = max(next_free, b + 1)
-    if total > next_free:
-        runs.append((next_free, total))
+    return runs_without(((pts - start) * num // den for pts in probe.frame_pts), 0, math.ceil(probe.duration * fps))
+
+
+def runs_without(occupied: Iterable[int], first: int, end: int) -> list[tuple[int, int]]:
+    """Runs ``[lo, hi)`` of the bins in ``[first, end)`` that none of ``occupied`` (ascending) is in:
+    the recording's gaps at planning, or a shard's, judged from the packets it demuxed."""
+    runs, cursor = [], first
+    for b in occupied:
+        if b >= end:
+            break
+        if b > cursor:
+            runs.append((cursor, b))
+        cursor = max(cursor, b + 1)
+    if end > cursor:
+        runs.append((cursor, end))
     return runs
 
 
