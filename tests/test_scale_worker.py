@@ -103,3 +103,8 @@ def test_a_task_forked_from_a_warm_worker_uses_its_model_and_finds_the_same(foot
     assert [d.xyxy.tolist() for d in warmed.detect(frames)] == expected
     again = _in_forked_child(task)
     assert again.get("same") and again["boxes"] == expected, again
+    # A fork while another thread holds the model's lock (mid-batch) must not leave it held.
+    (pose,) = warmed._models.values()
+    with pose.lock:
+        during = _in_forked_child(task, timeout_s=60)
+    assert during.get("boxes") == expected, during

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -53,6 +54,16 @@ def compiled_pose_model(ir_dir: Path, shape: tuple[int, int], cache_dir: Path):
 
 
 _INHERITED: list = []  # infer requests a forked process got from its parent (see OpenVINOPose)
+_LOADED: "weakref.WeakSet[OpenVINOPose]" = weakref.WeakSet()
+
+
+def _fresh_locks_in_child() -> None:
+    """A lock another thread held at the fork would stay held in the child forever."""
+    for pose in list(_LOADED):
+        pose.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 class OpenVINOPose:
@@ -74,6 +85,7 @@ class OpenVINOPose:
         self.lock = threading.Lock()
         self._compile = compile_model
         self._load()
+        _LOADED.add(self)
 
     def _load(self) -> None:
         compiled = self._compile()
