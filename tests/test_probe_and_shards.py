@@ -1,3 +1,4 @@
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -50,8 +51,8 @@ def test_shard_anchor_is_the_keyframe_at_or_before_its_start():
 
 def test_shard_end_pos_is_the_byte_position_of_the_first_keyframe_at_or_after_its_end():
     described = _synthetic_probe(100, keyframe_every_s=7)
-    described = RecordingProbe(**{**described.__dict__, "keyframes": tuple(
-        Keyframe(k.pts, k.frame_index, pos=1000 + k.pts) for k in described.keyframes)})  # fmt: skip
+    described = replace(described, keyframes=tuple(Keyframe(k.pts, k.frame_index, pos=1000 + k.pts)
+                                                   for k in described.keyframes))  # fmt: skip
     shards = plan_shards(described, ProcessParams(shard_seconds=30))
     # keyframes every 7 s: the first at or after 30 s is at 35 s, after 60 s at 63 s, after 90 s at 91 s
     assert [s.end_pos for s in shards] == [36000, 64000, 92000, -1]  # the last shard reads to the end

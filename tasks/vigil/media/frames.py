@@ -291,7 +291,6 @@ def _decode(container, stream, wants, finished):
 
 def keyframes_between(probe: RecordingProbe, start_pts: int, end: Fraction) -> tuple[Keyframe, ...]:
     """The keyframes from ``start_pts`` up to a shard's end: what a shard needs to re-anchor."""
-    pts_list = [k.pts for k in probe.keyframes]
-    lo = bisect.bisect_left(pts_list, start_pts)
-    hi = bisect.bisect_left(pts_list, probe.start_pts + end / probe.tb)
+    lo = bisect.bisect_left(probe.keyframe_pts, start_pts)
+    hi = bisect.bisect_left(probe.keyframe_pts, probe.start_pts + end / probe.tb)
     return probe.keyframes[lo:hi]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from fractions import Fraction
 from typing import BinaryIO
 
@@ -128,11 +129,20 @@ class RecordingProbe:
         """Seconds from the first frame (exact)."""
         return (pts - self.start_pts) * self.tb
 
+    @cached_property
+    def keyframe_pts(self) -> list[int]:
+        """The keyframes' pts, once per probe (planning looks them up for every shard)."""
+        return [k.pts for k in self.keyframes]
+
     def keyframe_at_or_before(self, seconds: Fraction) -> Keyframe:
         """The keyframe to seek to so that decoding forward reaches ``seconds``."""
-        target = self.start_pts + seconds / self.tb
-        i = bisect.bisect_right([k.pts for k in self.keyframes], target) - 1
+        i = bisect.bisect_right(self.keyframe_pts, self.start_pts + seconds / self.tb) - 1
         return self.keyframes[max(i, 0)]
+
+    def keyframe_at_or_after(self, seconds: Fraction) -> Keyframe | None:
+        """The first keyframe at or after ``seconds``; None past the last one."""
+        i = bisect.bisect_left(self.keyframe_pts, self.start_pts + seconds / self.tb)
+        return self.keyframes[i] if i < len(self.keyframes) else None
 
     def to_dict(self) -> dict:
         values = asdict(self)

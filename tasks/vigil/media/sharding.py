@@ -95,13 +95,10 @@ def _end_pos(probe: RecordingProbe, end: Fraction, anchor_pos: int) -> int:
     """The byte position of the first keyframe at or after ``end`` (every frame before ``end`` is
     stored before it, in decode order), or -1 where that says nothing (last shard, no positions,
     or file order unlike time order)."""
-    import bisect
-
-    target = probe.start_pts + end / probe.tb
-    i = bisect.bisect_left([k.pts for k in probe.keyframes], target)
-    if i == len(probe.keyframes) or anchor_pos < 0 or probe.keyframes[i].pos <= anchor_pos:
+    after = probe.keyframe_at_or_after(end)
+    if after is None or anchor_pos < 0 or after.pos <= anchor_pos:
         return -1
-    return probe.keyframes[i].pos
+    return after.pos
 
 
 def empty_bin_runs(probe: RecordingProbe, fps: Fraction) -> list[tuple[int, int]]:
