@@ -172,6 +172,23 @@ def test_with_keyframes_on_the_sampling_grid_only_keyframes_are_decoded(footage,
     assert plans[0].skipped >= 130  # only when the decoder hands it out, a few frames later
 
 
+def test_packets_left_undecoded_are_not_kept_waiting_for_a_frame(footage, plans, monkeypatch):
+    """A declined packet never gives a frame: kept pending, every later frame searched past it
+    (about 1,250 here, 0.4 ms a frame on a 600-s shard)."""
+    from vigil.media import frames as frames_module
+
+    deepest = [0]
+
+    class Measured(frames_module.Placer):
+        def frame(self, frame):
+            deepest[0] = max(deepest[0], len(self.pending))
+            return super().frame(frame)
+
+    monkeypatch.setattr(frames_module, "Placer", Measured)
+    assert len(_sampled(footage, 600, sample_fps=1.0)) == 140
+    assert plans[0].skipped > 1200 and deepest[0] <= 16, deepest[0]
+
+
 def test_decode_plan_keeps_decoding_until_a_keyframe_is_no_later_than_the_next_needed_frame():
     keyframes = [Fraction(0), Fraction(5, 2), Fraction(4), Fraction(6)]
     plan = DecodePlan(keyframes, needed_from=Fraction(0), sample_fps=Fraction(1), end=Fraction(10))

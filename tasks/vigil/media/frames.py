@@ -88,7 +88,10 @@ def sampled_frames(
             seconds = placer.packet(packet)
             if seconds is not None and shard.start <= seconds < shard.end:
                 bins_with_packets.add(sample_bin(seconds, sample_fps))
-            return plan.wants(packet.is_keyframe, seconds)
+            if plan.wants(packet.is_keyframe, seconds):
+                return True
+            placer.declined()
+            return False
 
         frame_index, previous_pts = None, None
         for frame in _decode(container, stream, wants, lambda: plan.finished):

@@ -44,7 +44,9 @@ class Placer:
     """Gives decoded frames their recording-timeline pts: packets are placed by a ``Clock`` in
     decode order, and a frame takes the placement of the earliest pending packet with its raw pts
     (a frame comes out of the decoder some packets after its own, and in another order). With
-    synthesised times (no timestamps), frames are numbered in the order the decoder hands them out."""
+    synthesised times (no timestamps), frames are numbered in the order the decoder hands them out.
+    A packet that is demuxed but not decoded is ``declined``: left pending, it would never be
+    matched and every later frame would search past it."""
 
     def __init__(self, probe: RecordingProbe, anchor_index: int):
         self.probe = probe
@@ -52,6 +54,7 @@ class Placer:
         self.clock = Clock(probe.tb, probe.wrap_bits)
         self.pending: deque[tuple[int, int, int]] = deque()  # (raw key, timeline pts, segment)
         self.next_synthesized = 0
+        self._last_pending = False  # whether the last packet placed is still the newest pending entry
 
     def from_start(self) -> None:
         self.clock = Clock(self.probe.tb, self.probe.wrap_bits)
@@ -69,12 +72,19 @@ class Placer:
         if self.probe.synthesized_fps:
             return None  # the packet order is not the presentation order: frames are timed instead
         placed = self.clock.place(packet.pts, packet.dts)
+        self._last_pending = placed is not None
         if placed is None:
             return None
         self.pending.append((self._key(packet.pts), placed, len(self.clock.events)))
         if len(self.pending) > _PENDING:
             self.pending.popleft()  # a packet whose frame never came out (damage)
         return self.probe.seconds(placed)
+
+    def declined(self) -> None:
+        """The packet just placed will not be decoded: no frame will come out for it."""
+        if self._last_pending and self.pending:
+            self.pending.pop()
+        self._last_pending = False
 
     def frame(self, frame) -> int | None:
         if self.probe.synthesized_fps:
@@ -84,6 +94,7 @@ class Placer:
         if frame.pts is None:
             return None
         key = self._key(frame.pts)
+        self._last_pending = False  # the newest entry may be this frame's, removed below
         for i, (raw, placed, segment) in enumerate(self.pending):
             if raw == key:
                 del self.pending[i]
@@ -93,4 +104,6 @@ class Placer:
         return None
 
 
-_PENDING = 4096
+# Decoded packets whose frame is not out yet: the decoder's delay (frame threads, reordering,
+# NVDEC surfaces) is tens of packets; more are frames a damaged stream lost.
+_PENDING = 512
