@@ -180,7 +180,7 @@ def evaluate_other_moments(out: str, rec1: str, rec2: str) -> dict:
         views = choose_views(tracks, rows("detections"), points, per_track=50)
         views = {tid: [v for v in vs if (v.pts_s < spans[tid]) == (half == 0)][:5] for tid, vs in views.items()}
         with SourceFrames(manifests[rec].source, manifests[rec].probe, None) as fetch:
-            table = describe_tracks(rec, views, fetch, encoder.describe, encoder.method_version)
+            table = describe_tracks(rec, views, fetch, encoder)
         described[rec] = {tid: np.array(d) for tid, d in zip(table["track_id"].to_pylist(), table["descriptor"].to_pylist())}
     ranks, margins = [], []
     pairs = [(rec1, t1, rec2, t2) for t1, t2 in truth.items()] + [(rec2, t2, rec1, t1) for t1, t2 in truth.items()]

@@ -10,7 +10,7 @@ The features themselves come from ``vigil.model.appearance`` (whole-body crops; 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -64,11 +64,21 @@ def _area(view: View) -> float:
     return (x2 - x1) * (y2 - y1)
 
 
-def describe_tracks(recording_id: str, views: dict[int, list[View]], fetch: Fetch,
-                    describe: Callable[[np.ndarray, np.ndarray], np.ndarray], method_version: str) -> pa.Table:  # fmt: skip
+class Encoder(Protocol):
+    """What ``describe_tracks`` needs of ``vigil.model.appearance.AppearanceEncoder``."""
+
+    batch_size: int
+    method_version: str
+
+    def crops(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray | None]: ...
+
+    def describe_crops(self, crops: list[np.ndarray]) -> np.ndarray: ...
+
+
+def describe_tracks(recording_id: str, views: dict[int, list[View]], fetch: Fetch, encoder: Encoder) -> pa.Table:
     """The ``track_appearance`` rows: each track's views described (one decode per frame, all the
-    tracks seen in it at once), averaged and normalised. A track none of whose frames decodes is
-    left out rather than given a made-up descriptor."""
+    tracks seen in it at once, crops of several frames per forward pass), averaged and normalised.
+    A track none of whose frames decodes is left out rather than given a made-up descriptor."""
     by_frame: dict[int, list[View]] = {}
     for track_views in views.values():
         for view in track_views:
@@ -76,16 +86,23 @@ def describe_tracks(recording_id: str, views: dict[int, list[View]], fetch: Fetc
     wanted = sorted({(v.frame_index, v.pts_s) for vs in by_frame.values() for v in vs}, key=lambda item: item[1])
     sums: dict[int, np.ndarray] = {}
     used: dict[int, list[int]] = {}
+    pending: list[tuple[View, np.ndarray]] = []  # crops are small (96 KiB): frames are not kept
+
+    def describe_pending() -> None:
+        for (view, _), descriptor in zip(pending, encoder.describe_crops([crop for _, crop in pending])):
+            sums[view.track_id] = sums.get(view.track_id, 0) + descriptor
+            used.setdefault(view.track_id, []).append(view.frame_index)
+        pending.clear()
+
     for frame_index, image in fetch(wanted):
         here = by_frame.get(frame_index, [])
-        if not here:
-            continue
-        descriptors = describe(image, np.array([v.box for v in here], np.float64))
-        for view, descriptor in zip(here, descriptors):
-            if np.any(descriptor):
-                sums[view.track_id] = sums.get(view.track_id, 0) + descriptor
-                used.setdefault(view.track_id, []).append(frame_index)
-    return _table(recording_id, sums, used, method_version)
+        crops = encoder.crops(image, np.array([v.box for v in here], np.float64)) if here else []
+        pending.extend((view, crop) for view, crop in zip(here, crops) if crop is not None)
+        if len(pending) >= encoder.batch_size:
+            describe_pending()
+    if pending:
+        describe_pending()
+    return _table(recording_id, sums, used, encoder.method_version)
 
 
 def _table(recording_id: str, sums: dict[int, np.ndarray], used: dict[int, list[int]], method_version: str) -> pa.Table:

@@ -29,7 +29,7 @@ def publish_appearance(out, planned: RecordingPlan, tables: dict, read: dict, tr
 
         encoder = load_encoder(device=params.device)
         views = choose_views(tables[TRACKS], read[DETECTIONS], tables[TRACK_POINTS])
-        table = describe_tracks(recording_id, views, fetch, encoder.describe, encoder.method_version)
+        table = describe_tracks(recording_id, views, fetch, encoder)
     except (VigilError, OSError, ValueError, RuntimeError) as exc:
         log.warning("%s: appearance descriptors not computed: %s", recording_id, exc)
         return {}, [f"appearance descriptors could not be computed ({exc}); vigil query similar will not find this recording's tracks"]
