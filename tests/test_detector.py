@@ -107,7 +107,7 @@ CPU_KINDS = {
     "intel-amx": ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"},
                   "openvino", "bf16-amx", "f32-avx512", "bf16"),
     "amd-zen4": ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, "openvino", "bf16-avx512", "f32-avx512", "bf16"),
-    "avx2-only": ({"avx2", "fma"}, "onnx", "f32-avx2", "f32-avx2", "f32"),
+    "avx2-only": ({"avx2", "fma"}, "openvino", "f32-avx2", "f32-avx2", "f32"),
     "no-cpuinfo": (set(), "onnx", "f32", "f32", "f32"),
 }  # fmt: skip
 

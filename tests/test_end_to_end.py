@@ -102,13 +102,14 @@ def test_shard_files_carry_provenance(file_run):
     assert provenance["airflow"]["dag_id"] == "vigil_process"
     assert {"ultralytics", "torch", "av", "ffmpeg", "pyarrow", "vigil"} <= set(provenance["versions"])
     from vigil.review import query
-    from vigil.model.detector import choose_runtime, instruction_path
+    from vigil.model.detector import choose_runtime, cpu_has_native_bf16, instruction_path
     from vigil.config import ProcessParams
 
     # Every row says which runtime computed it, in which precision on which instructions: the ones the
-    # hardware chose (BF16 with OpenVINO, FP32 with ONNX Runtime), as the file's provenance says.
+    # hardware chose (OpenVINO in BF16 where the CPU has it, else FP32), as the file's provenance says.
     auto, runtime = choose_runtime(ProcessParams()), provenance["runtime"]
-    prefix, precision = {"openvino": ("openvino-", "bf16"), "onnx": ("onnxruntime-", "f32")}[auto]
+    prefix = {"openvino": "openvino-", "onnx": "onnxruntime-"}[auto]
+    precision = "bf16" if auto == "openvino" and cpu_has_native_bf16() else "f32"
     assert runtime.startswith(prefix) and runtime.endswith(f"/cpu/{instruction_path(precision)}"), runtime
     con = query.connect(file_run["out"])
     for table in ("detections", "frames"):

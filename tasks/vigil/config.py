@@ -142,7 +142,7 @@ class ProcessParams:
     device: str = declared("cpu", "Inference device", help="cpu or cuda[:N]; cuda sends the shards to the GPU queue",
                            pattern=r"^(cpu|cuda(:[0-9]+)?)$", pattern_help="'cpu' or 'cuda[:N]'")  # fmt: skip
     runtime: str = declared("auto", "Inference runtime", choices=RUNTIMES,
-                            help="auto: PyTorch FP16 on CUDA; OpenVINO BF16 on CPUs with native BF16, else ONNX Runtime. "
+                            help="auto: PyTorch FP16 on CUDA; OpenVINO on x86 CPUs (BF16 where native, else FP32), else ONNX Runtime. "
                                  "openvino-int8 (opt-in, CPUs with VNNI/AMX): INT8 backbone, float head")
     decoder: str = declared("auto", "Video decoder", choices=DECODERS,
                             help="auto: with a CUDA device, NVDEC and the host cores decode alternate shards; else the CPU")

@@ -33,7 +33,7 @@ BATCH = 32  # crops per forward pass: per-frame passes of 1-3 crops took 2x the 
 
 class AppearanceEncoder:
     """``crops(image, boxes)`` then ``describe_crops(crops)``: one L2-normalised float32 descriptor
-    per whole-body box; ``describe(image, boxes)`` does both for one image."""
+    per whole-body box, ``batch_size`` crops (of any frames) per forward pass."""
 
     batch_size = BATCH
 
@@ -76,16 +76,6 @@ class AppearanceEncoder:
             self._maps.clear()
             joined = np.concatenate(pieces, axis=1)
             out[start : start + len(chunk)] = joined / np.maximum(np.linalg.norm(joined, axis=1, keepdims=True), 1e-12)
-        return out
-
-    def describe(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """``(n, dims)`` descriptors for ``boxes`` of one image; a box with no pixels inside the
-        image gets a zero row (callers leave it out)."""
-        crops = self.crops(image, boxes)
-        valid = [i for i, crop in enumerate(crops) if crop is not None]
-        out = np.zeros((len(crops), self.dims), np.float32)
-        if valid:
-            out[valid] = self.describe_crops([crops[i] for i in valid])
         return out
 
     @property

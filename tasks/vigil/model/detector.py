@@ -55,15 +55,15 @@ def letterbox_shape(height: int, width: int, imgsz: int, stride: int = 32) -> tu
 
 
 def choose_runtime(params: ProcessParams) -> str:
-    """``auto``: PyTorch FP16 on CUDA; on a CPU with native BF16 (AVX-512 BF16 or AMX) OpenVINO,
-    which runs BF16 there at about 1.7x ONNX Runtime's FP32 on AVX-512 BF16 (AMD EPYC) and 1.6x to 3.4x
-    on AMX (Intel Xeon; README "Performance"); elsewhere ONNX Runtime (about 2x PyTorch on 2 cores,
-    same boxes; OpenVINO in FP32 is no faster)."""
+    """``auto``: PyTorch FP16 on CUDA; on an x86 CPU with at least AVX2 OpenVINO's direct path,
+    which computes in BF16 where the CPU has it natively (AMX, AVX-512 BF16: 1.6x to 3.4x ONNX
+    Runtime's FP32) and in FP32 elsewhere (on an AVX2-only AMD EPYC, 1.09x ONNX Runtime end to end,
+    with a third less memory; README "Performance"); ONNX Runtime FP32 on other CPUs."""
     if params.runtime != "auto":
         return params.runtime
     if params.device.startswith("cuda"):
         return "torch"
-    return "openvino" if cpu_has_native_bf16() else "onnx"
+    return "openvino" if "avx2" in cpu_flags() else "onnx"
 
 
 @lru_cache(maxsize=1)
