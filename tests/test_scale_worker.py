@@ -75,10 +75,11 @@ def _in_forked_child(work, timeout_s: float = 120) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["auto", "openvino"])
+@pytest.mark.parametrize("runtime", ["auto", "onnx", "openvino"])
 def test_a_task_forked_from_a_warm_worker_uses_its_model_and_finds_the_same(footage, runtime):
-    """``auto`` is what the warm-up loads on this CPU (OpenVINO where it has native BF16, ONNX
-    Runtime elsewhere); OpenVINO's fork rule is checked on every CPU, in FP32 where it has no BF16."""
+    """``auto`` is what the warm-up loads on this CPU (OpenVINO on x86 with AVX2, ONNX Runtime
+    elsewhere); the other CPU runtime is warmed and forked the same way, so both, and OpenVINO's
+    fork rule, are checked on every CPU."""
     from vigil.config import DEFAULT_MODEL, ProcessParams
     from vigil.model.detector import PoseDetector, choose_runtime, load_detector
     from vigil.orchestration.worker import warm
