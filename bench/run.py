@@ -101,7 +101,7 @@ def main() -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     limit = _benchmark_app()  # the same IR's pure-inference figure on this CPU: each row's distance to the limit
     if limit:
-        print(f"  benchmark_app (BF16 IR, throughput hint, batch 1): {limit['frames_per_s']:.1f} frames/s", flush=True)
+        print(f"  benchmark_app (same IR, the CPU's native precision, throughput hint, batch 1): {limit['frames_per_s']:.1f} frames/s", flush=True)
     report = {"when": stamp, "machine": {**machine, "load_average_after": os.getloadavg()}, "runs": runs,
               "benchmark_app": limit}
     (results / f"{stamp}.json").write_text(json.dumps(report, indent=2))
