@@ -11,7 +11,8 @@ import os
 
 from airflow.sdk import CronTriggerTimetable, dag
 
-from vigil.orchestration.airflow_tasks import NIGHTLY_RUN_TIMEOUT, process_graph, process_params
+from vigil.orchestration.airflow_tasks import NIGHTLY_RUN_TIMEOUT, process_graph
+from vigil.orchestration.trigger import process_params
 
 
 @dag(

@@ -11,7 +11,8 @@ are still written and listed.
 
 from airflow.sdk import dag
 
-from vigil.orchestration.airflow_tasks import process_graph, process_params
+from vigil.orchestration.airflow_tasks import process_graph
+from vigil.orchestration.trigger import process_params
 
 
 @dag(

@@ -58,6 +58,42 @@ def test_nightly_cap_takes_the_oldest_first_up_to_the_hours(monkeypatch):
     assert drop.within_cap(plans, drop.NightlyCap.from_environment()) == ({p["uri"] for p in plans}, [])
 
 
+def test_nightly_cap_reads_only_the_recordings_it_may_take_before_planning(monkeypatch):
+    """A backlog far larger than the cap is not opened every night: durations are asked in the
+    cap's order only until they reach it; the rest is left for later, unread."""
+    backlog = [{"uri": f"file:///in/{i:04d}.mp4", "last_modified": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}"}
+               for i in range(1000)]  # fmt: skip
+    asked = []
+
+    def duration_of(recording: dict) -> float | None:
+        asked.append(recording["uri"])
+        return None if recording["uri"].endswith("0001.mp4") else 3600.0  # one container states none
+
+    monkeypatch.setenv("VIGIL_NIGHTLY_MAX_HOURS", "2.5")
+    taken, left = drop.preselect(list(reversed(backlog)), drop.NightlyCap.from_environment(), duration_of)
+    assert [r["uri"] for r in taken] == [r["uri"] for r in backlog[:4]] == asked  # 1 h + ? + 1 h + 1 h
+    assert [r["uri"] for r in left] == [r["uri"] for r in backlog[4:]] and {r["duration_s"] for r in left} == {None}
+    summary = drop.drop_summary([r["uri"] for r in taken], [], [], left)
+    assert summary["counts"]["left for later"] == 996
+    drop.log_summary(summary)  # an unread recording's hours are unknown, and said so
+    monkeypatch.delenv("VIGIL_NIGHTLY_MAX_HOURS")
+    assert drop.preselect(backlog, drop.NightlyCap.from_environment(), duration_of) == (backlog, [])
+
+
+def test_container_duration_reads_the_index_and_says_when_there_is_none(footage, tmp_path):
+    from vigil.config import RunRequest
+    from vigil.orchestration.planning import container_duration
+    from vigil.store.storage import storage_for
+    from vigil.uri import file_uri
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    request = RunRequest(sources=(file_uri(tmp_path / "in"),), out=file_uri(tmp_path / "out"))
+    info = storage_for(file_uri(footage)).stat(file_uri(footage))
+    assert container_duration(request, info) == pytest.approx(139.4, abs=0.2)
+    assert container_duration(request, storage_for(file_uri(junk)).stat(file_uri(junk))) is None
+
+
 @pytest.mark.parametrize("name, value", [("VIGIL_NIGHTLY_ORDER", "random"), ("VIGIL_NIGHTLY_MAX_HOURS", "ten"),
                                          ("VIGIL_NIGHTLY_MAX_HOURS", "-1")])  # fmt: skip
 def test_nightly_cap_refuses_settings_it_cannot_follow(monkeypatch, name, value):
@@ -134,19 +170,22 @@ def test_nightly_takes_its_hours_and_leaves_the_rest_for_later(airflow_db, tmp_p
 
     source, out = tmp_path / "incoming", tmp_path / "out"
     source.mkdir()
-    for age, name in enumerate(("new.mp4", "old.mp4")):
+    for age, name in enumerate(("new.mp4", "mid.mp4", "old.mp4")):
         shutil.copy(footage, source / name)
-        os.utime(source / name, (1_700_000_000 - age * 86400,) * 2)  # old.mp4 a day older
+        os.utime(source / name, (1_700_000_000 - age * 86400,) * 2)  # a day apart
     monkeypatch.setenv("VIGIL_NIGHTLY_MAX_HOURS", "0.05")  # 180 s: one 139-s recording a night
     conf = {"sources": [file_uri(source)], "out": file_uri(out), "sample_fps": 0.1, "shard_seconds": 60}
     first = _run("vigil_nightly", conf)
     assert _state(first) == "success"
-    rows = {r["uri"].rsplit("/", 1)[-1]: r["status"] for r in _summary(first)["recordings"]}
-    assert rows == {"old.mp4": "finalized", "new.mp4": "left for later"}
+    rows = {r["uri"].rsplit("/", 1)[-1]: (r["status"], r.get("duration_s")) for r in _summary(first)["recordings"]}
+    # old.mp4 and mid.mp4 are planned (139 s is under the cap: the next one might fit), new.mp4
+    # is not even read; the probed durations then leave mid.mp4 too.
+    assert rows == {"old.mp4": ("finalized", pytest.approx(139.4, abs=0.2)), "mid.mp4": ("left for later", pytest.approx(139.4, abs=0.2)),
+                    "new.mp4": ("left for later", None)}  # fmt: skip
     second = _run("vigil_nightly", conf)
     assert _state(second) == "success"
     rows = {r["uri"].rsplit("/", 1)[-1]: r["status"] for r in _summary(second)["recordings"]}
-    assert rows == {"new.mp4": "finalized"}, "the next night takes what was left, not what was done"
+    assert rows == {"mid.mp4": "finalized", "new.mp4": "left for later"}, "the next night takes what was left, not what was done"
 
 
 def test_gather_names_every_recording_without_shards_and_batches_the_rest(tmp_path, footage):

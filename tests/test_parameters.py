@@ -21,7 +21,7 @@ def _cli_actions(cls=ProcessParams) -> dict[str, argparse.Action]:
 
 
 def _form(cls=ProcessParams) -> dict:
-    from vigil.orchestration.airflow_tasks import processing_form
+    from vigil.orchestration.trigger import processing_form
 
     return {name: (param.value, param.schema) for name, param in processing_form(cls).items()}
 
@@ -51,7 +51,7 @@ def test_the_form_and_the_cli_carry_the_declared_bounds_and_choices():
 
 def test_shard_seconds_has_one_type_everywhere():
     from vigil.cli import build_parser, params_from_args
-    from vigil.orchestration.airflow_tasks import run_request_from
+    from vigil.orchestration.trigger import run_request_from
 
     schema = _form()["shard_seconds"][1]
     assert schema["type"] == "number"
@@ -66,7 +66,7 @@ def test_shard_seconds_has_one_type_everywhere():
 @pytest.mark.parametrize("surface", ["cli", "form"])
 def test_a_value_out_of_bounds_is_refused_on_every_surface(surface):
     from vigil.cli import build_parser, params_from_args
-    from vigil.orchestration.airflow_tasks import run_request_from
+    from vigil.orchestration.trigger import run_request_from
 
     with pytest.raises(ParameterError, match="sample_fps must be in \\(0, 60\\]"):
         if surface == "cli":

@@ -30,7 +30,7 @@ def _no_operator_settings(monkeypatch):
 
 def _trigger(**conf):
     """What the Airflow trigger form hands the plan task (declared keys, defaults filled in)."""
-    from vigil.orchestration.airflow_tasks import process_params, run_request_from
+    from vigil.orchestration.trigger import process_params, run_request_from
 
     declared = process_params()
     params = {k: p.value if hasattr(p, "value") else p for k, p in declared.items()}

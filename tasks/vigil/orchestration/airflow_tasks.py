@@ -2,7 +2,7 @@
 
 Imported by the DAG files, so this module imports nothing heavy at module level (the
 dag-processor and every worker parse DAG files constantly): only ``airflow.sdk``, the standard
-library and ``vigil.config`` (itself standard library only). XCom carries small descriptors: the
+library, ``vigil.config`` (itself standard library only) and the run form (``trigger``). XCom carries small descriptors: the
 contracts' ``to_dict()`` (a shard task, a shard result), URIs, counts.
 """
 
@@ -13,9 +13,9 @@ import os
 import time
 from datetime import timedelta
 
-from airflow.sdk import Asset, Param, task
+from airflow.sdk import Asset, task
 
-from vigil.config import ProcessParams, declarations
+from vigil.orchestration.trigger import run_request_from
 
 DETECTIONS_ASSET = Asset(name="vigil_detections", uri="vigil://detections")
 GPU_QUEUE = os.environ.get("VIGIL_GPU_QUEUE", "gpu")  # Celery queue served by GPU workers
@@ -23,6 +23,7 @@ GPU_POOL = os.environ.get("VIGIL_GPU_POOL", "gpu_shards")  # caps GPU shards run
 FAILED_KEY = "failed"
 RECORDINGS_KEY = "recordings"
 LEFT_KEY = "left_for_later"
+UNREAD_KEY = "left_unread"
 SUMMARY_KEY = "summary"
 log = logging.getLogger(__name__)
 # A hung plan or finalize (a stalled mount, a store that never answers) must fail, not hold its run
@@ -30,93 +31,6 @@ log = logging.getLogger(__name__)
 PLAN_TIMEOUT = timedelta(minutes=float(os.environ.get("VIGIL_PLAN_TIMEOUT_MINUTES", "120")))
 FINALIZE_TIMEOUT = timedelta(minutes=float(os.environ.get("VIGIL_FINALIZE_TIMEOUT_MINUTES", "60")))
 NIGHTLY_RUN_TIMEOUT = timedelta(hours=20)  # a night's run ends before the next one is due
-
-_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?|file:///.*)$"
-
-
-_JSON_TYPES = {float: "number", int: "integer", str: "string", bool: "boolean"}
-
-
-def processing_form(cls=ProcessParams) -> dict[str, Param]:
-    """One typed, bounded ``Param`` per declared processing parameter, from its declaration."""
-    form = {}
-    for d in declarations(cls):
-        meta, kind = d.meta, _JSON_TYPES[d.kind]
-        schema = {"type": ["null", kind] if d.optional else kind, "title": meta["title"], "description": meta["help"]}
-        bounds = {"minimum": None if meta["exclusive_minimum"] else meta["minimum"], "maximum": meta["maximum"],
-                  "exclusiveMinimum": meta["minimum"] if meta["exclusive_minimum"] else None,
-                  "multipleOf": meta["multiple_of"], "pattern": meta["pattern"],
-                  "enum": list(meta["choices"]) if meta["choices"] else None}  # fmt: skip
-        form[d.name] = Param(d.default, **schema, **{k: v for k, v in bounds.items() if v is not None})
-    return form
-
-
-def process_params(sources: list[str] | None = None, out: str | None = None) -> dict:
-    """The trigger form of a processing run: typed, bounded, validated by JSON schema."""
-    return {
-        "sources": Param(
-            sources or [],
-            type="array",
-            minItems=1,
-            items={"type": "string", "pattern": _URI_PATTERN},
-            title="Recordings",
-            description="Recording URIs or prefixes holding recordings: s3://bucket/drop-2024-03/ or file:///data/drop/",
-        ),
-        "out": Param(
-            out if out is not None else os.environ.get("VIGIL_OUTPUT_URI", ""),
-            type="string",
-            pattern=_URI_PATTERN,
-            title="Output location",
-            description="Where Parquet and manifests go; never inside a source prefix",
-        ),
-        **processing_form(),
-        "recording_start": Param(
-            None, type=["null", "string"], format="date-time", title="Wall-clock time of the first frame (UTC offset required)"
-        ),
-        "expected_sha256": Param(
-            {},
-            type="object",
-            additionalProperties={"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-            title="Expected SHA-256 per recording URI",
-            description="A recording whose hash differs is not analysed (a <name>.sha256 sidecar is also honoured)",
-        ),
-        "force": Param(False, type="boolean", title="Re-analyse shards whose output already exists"),
-        "blur_faces": Param(False, type="boolean", title="Blur faces in the review pictures (never in the data)"),
-        "clips": Param(False, type="boolean", title="Cut a lossless clip for every presence interval and posture event"),
-        "conn_id": Param(
-            os.environ.get("VIGIL_S3_CONN_ID") or None,
-            type=["null", "string"],
-            title="Airflow connection for s3:// (empty: the AWS environment)",
-        ),
-    }
-
-
-def run_request_from(params: dict, conf: dict | None, declared: set[str]):
-    """Validate a run's parameters into a RunRequest; refuse unknown keys (a typo would silently
-    fall back to a default and change the evidence)."""
-    from vigil.config import RunRequest
-    from vigil.errors import ParameterError
-
-    unknown = sorted(set(conf or {}) - declared)
-    if unknown:
-        raise ParameterError(f"unknown trigger parameters {unknown}; the known ones are {sorted(declared)}")
-    request = RunRequest(
-        sources=tuple(params["sources"]),
-        out=params["out"],
-        params=ProcessParams.from_dict({d.name: params[d.name] for d in declarations(ProcessParams) if d.name in params}),
-        source_conn_id=params.get("conn_id"),
-        out_conn_id=params.get("conn_id"),
-        recording_start=params.get("recording_start"),
-        expected_sha256=dict(params.get("expected_sha256") or {}),
-        force=bool(params.get("force")),
-        blur_faces=bool(params.get("blur_faces")),
-        clips=bool(params.get("clips")),
-    )
-    from vigil.operator import operator_policy
-
-    operator_policy().check_trigger(request)  # connection and weights: the operator's choice, not the form's
-    return request
-
 
 def _fail_fast(exc: Exception):
     """Non-retryable vigil errors fail the task at once instead of burning its retries."""
@@ -140,20 +54,22 @@ def _map_limit() -> int:
 def discover(unprocessed_only: bool = False, params: dict | None = None, dag=None, dag_run=None, ti=None) -> list[list[dict]]:
     """Validate the trigger, list the drop's recordings, and cut them into batches for ``plan``
     (one recording per batch while they fit in ``max_map_length``). The recordings themselves
-    go to XCom ``recordings`` for the drop summary."""
+    go to XCom ``recordings`` for the drop summary (those the nightly cap leaves unread, to
+    ``left_unread``)."""
     from dataclasses import asdict
 
     from vigil.orchestration import drop, planning
 
     try:
         request = run_request_from(params, dag_run.conf if dag_run else None, set(dag.params))
-        recordings = planning.discover(request)
-        if unprocessed_only:
-            recordings = planning.unprocessed(request, recordings)
+        recordings, unread = planning.discover(request), []
+        if unprocessed_only:  # the nightly run: only what the cap's hours can take is planned
+            recordings, unread = planning.tonight(request, planning.unprocessed(request, recordings))
     except Exception as exc:
         _fail_fast(exc)
     found = [asdict(info) for info in recordings]
     ti.xcom_push(key=RECORDINGS_KEY, value=found)
+    ti.xcom_push(key=UNREAD_KEY, value=unread)
     return drop.even_batches(found, _map_limit())
 
 
@@ -198,7 +114,7 @@ def batch_shards(planned, unprocessed_only: bool = False, ti=None) -> dict:
     cap = drop.NightlyCap.from_environment() if unprocessed_only else None  # the nightly run: the cap's hours
     batches, failed, left = drop.gather([p for p in (planned or []) if p], recordings, cap, _map_limit())
     ti.xcom_push(key=FAILED_KEY, value=failed)
-    ti.xcom_push(key=LEFT_KEY, value=left)
+    ti.xcom_push(key=LEFT_KEY, value=[*(ti.xcom_pull(task_ids="discover", key=UNREAD_KEY) or []), *left])
     return batches
 
 

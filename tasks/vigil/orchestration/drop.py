@@ -143,6 +143,26 @@ def within_cap(plans: list[dict], cap: NightlyCap) -> tuple[set[str], list[dict]
     return taken, left
 
 
+def preselect(recordings: list[dict], cap: NightlyCap, duration_of) -> tuple[list[dict], list[dict]]:
+    """Before planning: the discovered recordings (``ObjectInfo`` dicts) tonight plans, in the
+    cap's order, until their container durations (``duration_of(recording)``, seconds, None when
+    the container does not say) reach the cap; and the rest, left for a later night unread. Only
+    the recordings taken are asked for their duration, so a large backlog is not read every night
+    to plan the few it takes. ``within_cap`` then applies the cap to the probed durations."""
+    if cap.max_hours is None:
+        return recordings, []
+    ordered = order_recordings(recordings, cap.order)
+    seconds = 0.0
+    for taken, recording in enumerate(ordered):
+        if seconds >= cap.max_hours * 3600:
+            left = [{"uri": r["uri"], "last_modified": r.get("last_modified"), "duration_s": None} for r in ordered[taken:]]
+            log.warning("nightly cap: %d recordings left for a later night without being read: %s", len(left),
+                        ", ".join(r["uri"] for r in left))  # fmt: skip
+            return ordered[:taken], left
+        seconds += duration_of(recording) or 0.0  # unknown: planned, and the probe's duration counts
+    return ordered, []
+
+
 def drop_summary(discovered: list[str], summaries: list[dict], problems: list[dict], left: list[dict]) -> dict:
     """Every recording of the drop: finalized (with its manifest), failed (with why), or left for
     a later night; and the counts."""
@@ -163,5 +183,6 @@ def log_summary(summary: dict) -> None:
     """One line per recording in the task log, failures with their reason."""
     log.info("drop: %s", ", ".join(f"{n} {status}" for status, n in summary["counts"].items()))
     for row in summary["recordings"]:
-        detail = row.get("manifest_uri") or row.get("error") or f"{row.get('duration_s', 0) / 3600:.2f} h"
+        hours = row.get("duration_s")
+        detail = row.get("manifest_uri") or row.get("error") or (f"{hours / 3600:.2f} h" if hours is not None else "not read")
         (log.error if row["status"] == FAILED else log.info)("%-15s %s  %s", row["status"], row["uri"], detail)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
 from vigil.config import VIDEO_SUFFIXES, RunRequest, as_fraction
-from vigil.errors import InputError, IntegrityError, ObjectNotFound, RecordingError
+from vigil.errors import InputError, IntegrityError, ObjectNotFound, RecordingError, VigilError
 from vigil.media.frames import keyframes_between
 from vigil.media.probe import RecordingProbe, probe
 from vigil.media.sharding import MAX_SHARDS, effective_shard_seconds, plan_shards
@@ -61,6 +61,34 @@ def named_object(storage, source: str) -> ObjectInfo | None:
         if source.lower().endswith(VIDEO_SUFFIXES):
             raise  # a recording named that is not there: say so, do not look for a prefix
         return None
+
+
+def container_duration(request: RunRequest, info: ObjectInfo) -> float | None:
+    """The duration the container states, in seconds, from its header and index only (an MP4's
+    index, a few hundred KB; FFmpeg's estimate elsewhere); None when it states none or cannot be
+    opened (planning then reads the recording and says why). For the nightly cap, before planning."""
+    import av
+
+    try:
+        with storage_for(info.uri, request.source_conn_id).open(info.uri, etag=info.etag) as source:
+            with av.open(source, mode="r", metadata_errors="ignore") as container:
+                return container.duration / av.time_base if container.duration and container.duration > 0 else None
+    except (av.error.FFmpegError, OSError, VigilError) as exc:
+        log.warning("%s: no container duration (%s); planned tonight", info.uri, exc)
+        return None
+
+
+def tonight(request: RunRequest, recordings: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[dict]]:
+    """The nightly run's recordings to plan under ``VIGIL_NIGHTLY_MAX_HOURS`` (``drop.preselect``,
+    asking containers for their durations), and those it leaves for later unread."""
+    from dataclasses import asdict
+
+    from vigil.orchestration import drop
+
+    by_uri = {info.uri: info for info in recordings}
+    taken, unread = drop.preselect([asdict(info) for info in recordings], drop.NightlyCap.from_environment(),
+                                   lambda r: container_duration(request, by_uri[r["uri"]]))  # fmt: skip
+    return [by_uri[r["uri"]] for r in taken], unread
 
 
 def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[ObjectInfo]:
