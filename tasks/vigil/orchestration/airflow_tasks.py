@@ -2,8 +2,8 @@
 
 Imported by the DAG files, so this module imports nothing heavy at module level (the
 dag-processor and every worker parse DAG files constantly): only ``airflow.sdk``, the standard
-library, ``vigil.config`` (itself standard library only) and the run form (``trigger``). XCom carries small descriptors: the
-contracts' ``to_dict()`` (a shard task, a shard result), URIs, counts.
+library, ``vigil.config`` (itself standard library only) and the run form (``trigger``). XCom
+carries small descriptors: the contracts' ``to_dict()`` (a shard task, a shard result), URIs, counts.
 """
 
 from __future__ import annotations

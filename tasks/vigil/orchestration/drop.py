@@ -153,12 +153,12 @@ def preselect(recordings: list[dict], cap: NightlyCap, duration_of) -> tuple[lis
         return recordings, []
     ordered = order_recordings(recordings, cap.order)
     seconds = 0.0
-    for taken, recording in enumerate(ordered):
+    for position, recording in enumerate(ordered):
         if seconds >= cap.max_hours * 3600:
-            left = [{"uri": r["uri"], "last_modified": r.get("last_modified"), "duration_s": None} for r in ordered[taken:]]
+            left = [{"uri": r["uri"], "last_modified": r.get("last_modified"), "duration_s": None} for r in ordered[position:]]
             log.warning("nightly cap: %d recordings left for a later night without being read: %s", len(left),
                         ", ".join(r["uri"] for r in left))  # fmt: skip
-            return ordered[:taken], left
+            return ordered[:position], left
         seconds += duration_of(recording) or 0.0  # unknown: planned, and the probe's duration counts
     return ordered, []
 
