@@ -8,7 +8,7 @@ import vigil
 
 PACKAGE = Path(vigil.__file__).parent
 # Lowest first. Top-level modules are the foundation every layer may use (errors, faults, uri,
-# config), except the CLI, which sits on top of everything.
+# config, background), except the CLI, which sits on top of everything.
 LAYERS = ["foundation", "media", "model", "store", "analysis", "review", "orchestration", "cli"]
 MAX_LINES = 320  # "about 300": a module near it gets split before it grows past
 
@@ -17,7 +17,7 @@ def _layer(module: str) -> str:
     parts = module.split(".")
     if parts[:1] != ["vigil"]:
         raise ValueError(module)
-    if len(parts) == 1 or parts[1].startswith("__") or parts[1] in ("errors", "faults", "uri", "config", "operator"):
+    if len(parts) == 1 or parts[1].startswith("__") or parts[1] in ("errors", "faults", "uri", "config", "operator", "background"):
         return "foundation"
     if parts[1] == "cli":
         return "cli"

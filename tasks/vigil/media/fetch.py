@@ -9,6 +9,7 @@ import numpy as np
 
 from vigil.media.containers import display_rotation, upright, video_streams
 from vigil.media.frames import _decode
+from vigil.media.nal import Disposable
 from vigil.media.placement import Placer
 from vigil.media.probe import MAX_PIXELS, RecordingProbe
 
@@ -33,11 +34,10 @@ def fetch_frames(source: BinaryIO, uri: str, probe: RecordingProbe, wanted: Sequ
         if probe.byte_seek or probe.discontinuities or probe.synthesized_fps:
             yield from _fetch_in_one_pass(container, stream, probe, ordered)
             return
+        stream.thread_count = 1  # a few frames from a keyframe: threads would only add hand-offs
+        disposable = Disposable(stream.codec_context)
         for frame_index, pts_s in ordered:
-            try:
-                image = _decode_at(container, stream, probe, pts_s)
-            except av.error.FFmpegError:
-                image = None
+            image = _picture_at(container, stream, probe, pts_s, disposable)
             if image is not None:
                 yield frame_index, image
 
@@ -68,16 +68,49 @@ def _fetch_in_one_pass(container, stream, probe: RecordingProbe, ordered: list[t
                 continue
 
 
-def _decode_at(container, stream, probe: RecordingProbe, pts_s: float) -> np.ndarray | None:
-    """Seek to the keyframe before ``pts_s`` and decode forward to the frame at that time."""
+def _picture_at(container, stream, probe: RecordingProbe, pts_s: float, disposable: Disposable) -> np.ndarray | None:
+    """The frame at ``pts_s``, decoded from the keyframe before it, or None where it cannot be.
+    MP4 seeks by decoding time: with B-frames the seek can land on the keyframe that follows the
+    frame (an open group's leading pictures are decoded after their keyframe), so a frame not
+    found there starts again from the keyframe before the one landed on."""
     target = probe.start_pts + Fraction(pts_s).limit_denominator(1_000_000) / probe.tb
-    container.seek(max(int(target) - 1, probe.start_pts), stream=stream, backward=True, any_frame=False)
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        seconds = float(probe.seconds(frame.pts))
-        if abs(seconds - pts_s) < 1e-6:
-            return upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
-        if seconds > pts_s + 1:
-            return None
+    seek_to = max(int(target) - 1, probe.start_pts)
+    for _ in range(3):
+        image, landed = _decode_from(container, stream, probe, seek_to, pts_s, disposable)
+        if image is None and disposable.enabled:  # not found with pictures skipped: try it plainly
+            image, landed = _decode_from(container, stream, probe, seek_to, pts_s, None)
+        if image is not None or landed is None or landed[0] <= target or landed[1] <= probe.start_pts:
+            return image
+        seek_to = landed[1] - 1  # before the landed keyframe's decoding time: the keyframe before it
     return None
+
+
+def _decode_from(container, stream, probe: RecordingProbe, seek_to: int, pts_s: float,
+                 disposable: Disposable | None) -> tuple[np.ndarray | None, tuple[int, int] | None]:  # fmt: skip
+    """Seek to the keyframe at or before ``seek_to`` and decode forward to the frame at ``pts_s``,
+    leaving out the pictures on the way that nothing refers to (``disposable``: a fifth less
+    decoding on B-frame footage, the picture bit-identical). ``(image or None, (pts, dts) landed on)``."""
+    import av
+
+    landed = None
+    try:
+        container.seek(seek_to, stream=stream, backward=True, any_frame=False)
+        for packet in container.demux(stream):
+            if landed is None and packet.pts is not None:
+                landed = (packet.pts, packet.pts if packet.dts is None else packet.dts)
+            if disposable is not None and not _is_at(probe, packet.pts, pts_s) and disposable(packet):
+                continue
+            for frame in packet.decode():
+                if frame.pts is None:
+                    continue
+                if _is_at(probe, frame.pts, pts_s):
+                    return upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation), landed
+                if float(probe.seconds(frame.pts)) > pts_s + 1:
+                    return None, landed
+    except av.error.FFmpegError:
+        pass
+    return None, landed
+
+
+def _is_at(probe: RecordingProbe, pts: int | None, pts_s: float) -> bool:
+    return pts is not None and abs(float(probe.seconds(pts)) - pts_s) < 1e-6

@@ -53,10 +53,14 @@ def sampled_frames(
     sample_fps: float,
     keyframes: Sequence[Keyframe] = (),
     decoder: str = "cpu",
+    frame_threads: bool = False,
 ) -> Iterator[SampledFrame]:
     """The first decodable frame of every sampling bin in ``[shard.start, shard.end)``, then an
     entry for each bin that has none. ``keyframes`` (pts-sorted) lets indexing recover after damage.
-    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``).
+    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``). ``frame_threads``: decode on
+    the CPU with FFmpeg's frame threads, for workers whose model runs elsewhere (a GPU); where the
+    model shares the cores, one decoding thread does the same work in a quarter less CPU time
+    (frame threads synchronise on every frame, and short runs from a keyframe barely overlap).
 
     Times are on the recording timeline (``timeline.py``): packets are placed by a Clock seeded at
     the anchor keyframe, and each decoded frame takes the time of the packet it came from."""
@@ -77,8 +81,8 @@ def sampled_frames(
     with container:
         stream = video_streams(container)[probe.stream_index]
         stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}  # a mid-stream size change is refused too
-        if decoder == "cpu":
-            stream.thread_type = "AUTO"  # frame threads; NVDEC decodes on the GPU's own engines
+        if decoder == "cpu":  # NVDEC decodes on the GPU's own engines
+            stream.thread_type, stream.thread_count = ("AUTO", 0) if frame_threads else ("SLICE", 1)
         placer = Placer(probe, shard.anchor_index)
         skip_before = seek_to_anchor(container, stream, probe, shard, placer)
 

@@ -15,7 +15,8 @@ from vigil.store import layout
 from vigil.store.commit import commit_shard, committed_files, new_attempt
 from vigil.store.contracts import FileEntry, ShardResult, ShardTask, SourceVersion
 from vigil.store.schema import FRAMES, SCHEMA_VERSION, TABLES
-from vigil.orchestration.streaming import batches, prefetch
+from vigil.background import prefetch
+from vigil.orchestration.streaming import batches
 from vigil.store.storage import storage_for
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ def _analyse_shard(task: ShardTask, model_file, out, uris, run_context) -> tuple
     with source.open(source_uri, etag=planned.source.etag) as handle:
         if shard.end_pos > 0 and hasattr(handle, "expect"):  # remote reads stop near the shard's end
             handle.expect(shard.end_pos)
-        frames = sampled_frames(handle, source_uri, planned.probe, shard, params.sample_fps, list(task.keyframes), decoder)
+        frames = sampled_frames(handle, source_uri, planned.probe, shard, params.sample_fps, list(task.keyframes), decoder,
+                                frame_threads=params.device.startswith("cuda"))  # else the model has the cores
         # Decoding runs in its own thread, a bounded queue ahead of inference: neither waits for
         # the other, and memory stays at a few batches of frames whatever the shard length.
         gate = StaticGate(params.static_gate)

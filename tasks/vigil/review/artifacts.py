@@ -19,6 +19,7 @@ class SourceFrames:
     ``with SourceFrames(...) as fetch:`` closes the reader."""
 
     CACHE_BYTES = 64 << 20
+    PICTURES_AHEAD = 2  # full frames held at once beside the caller's: enough to keep both busy
 
     def __init__(self, source: SourceVersion, probe: dict, conn_id: str | None):
         from vigil.media.probe import RecordingProbe
@@ -28,6 +29,7 @@ class SourceFrames:
         self._handle = None
 
     def __call__(self, wanted):
+        from vigil.background import prefetch
         from vigil.media.fetch import fetch_frames
         from vigil.store.storage import storage_for
 
@@ -37,7 +39,8 @@ class SourceFrames:
             storage = storage_for(self.source.uri, self.conn_id)
             self._handle = storage.open(self.source.uri, etag=self.source.etag, cache_bytes=self.CACHE_BYTES)
         self._handle.seek(0)
-        yield from fetch_frames(self._handle, self.source.uri, self.probe, wanted)
+        # The next pictures decode in a thread while the caller describes or draws this one.
+        yield from prefetch(fetch_frames(self._handle, self.source.uri, self.probe, wanted), depth=self.PICTURES_AHEAD)
 
     def close(self) -> None:
         if self._handle is not None:
