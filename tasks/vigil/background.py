@@ -27,10 +27,13 @@ def prefetch(iterable, depth: int):
         try:
             for item in iterable:
                 if not hand_over(item):
-                    return
-            hand_over(done)
+                    break
+            else:
+                hand_over(done)
         except BaseException as exc:  # handed to the consumer, raised there
             hand_over(exc)
+        finally:
+            getattr(iterable, "close", lambda: None)()  # a generator's files are closed in its own thread
 
     worker = threading.Thread(target=produce, name="vigil-prefetch", daemon=True)
     worker.start()

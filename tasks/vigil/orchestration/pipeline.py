@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 
 from vigil import __version__
+from vigil.background import prefetch
 from vigil.errors import SourceChanged
 from vigil.store import layout
 from vigil.store.commit import commit_shard, committed_files, new_attempt
 from vigil.store.contracts import FileEntry, ShardResult, ShardTask, SourceVersion
 from vigil.store.schema import FRAMES, SCHEMA_VERSION, TABLES
-from vigil.background import prefetch
 from vigil.orchestration.streaming import batches
 from vigil.store.storage import storage_for
 

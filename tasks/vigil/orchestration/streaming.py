@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 def batches(frames, size: int):
     """Lists holding up to ``size`` decoded frames (and any bins without a frame met on the way)."""
     batch, decoded = [], 0
