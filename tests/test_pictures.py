@@ -94,3 +94,23 @@ def test_every_picture_is_bit_identical_to_a_full_decode_with_disposable_picture
         got = {i: hashlib.sha256(image.tobytes()).hexdigest() for i, image in fetch.fetch_frames(handle, str(path), described, wanted)}
     assert got == {i: reference[pts] for i, pts in enumerate(chosen)}
     assert sum(skipped) > 10  # B-frames on the way were left undecoded: the skip was exercised
+
+
+def test_a_track_whose_picture_cannot_be_decoded_keeps_its_place_on_the_contact_sheet():
+    import cv2
+    import numpy as np
+    import pyarrow as pa
+
+    from vigil.review.render import contact_sheet_jpeg
+
+    tracks = pa.Table.from_pylist([
+        {"track_id": t, "frames": 5, "best_frame_index": 10 * t, "best_pts_s": float(t),
+         "best_x1": 10.0, "best_y1": 10.0, "best_x2": 60.0, "best_y2": 110.0} for t in (1, 2, 3)
+    ])  # fmt: skip
+
+    def fetch(wanted):  # the picture of track 2 does not decode
+        yield from ((index, np.full((200, 200, 3), 200, np.uint8)) for index, _ in wanted if index != 20)
+
+    sheet = cv2.imdecode(np.frombuffer(contact_sheet_jpeg(tracks, pa.table({"frame_index": []}), fetch, False), np.uint8), 1)
+    assert sheet.shape[1] == 3 * 160  # three tiles: the undecodable one is shown as such, not dropped
+    assert sheet[120:200, 160:320].mean() < 60 < sheet[120:200, :160].mean()  # its tile holds no picture

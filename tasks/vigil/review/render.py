@@ -125,7 +125,8 @@ def _people_in(detections: dict, frame_index: int) -> tuple[np.ndarray, np.ndarr
 def contact_sheet_jpeg(tracks: pa.Table, detections: pa.Table, fetch: FrameFetcher, blur: bool,
                        per_row: int = 6, limit: int = CONTACT_SHEET_LIMIT) -> bytes | None:  # fmt: skip
     """Each track's best view, cropped, with its id and time code, in a grid (the ``limit``
-    longest-seen tracks when there are more; the report says so)."""
+    longest-seen tracks when there are more; the report says so). A track whose picture cannot
+    be decoded keeps its place, marked so, rather than vanishing from the sheet."""
     import cv2
 
     rows = sorted(tracks.to_pylist(), key=lambda r: (-r["frames"], r["track_id"]))[:limit]
@@ -142,15 +143,20 @@ def contact_sheet_jpeg(tracks: pa.Table, detections: pa.Table, fetch: FrameFetch
             blur_faces(image, *reversed(_people_in(det, frame_index)))
         for row in wanted[frame_index]:
             tiles[row["track_id"]] = _tile(image, row, cv2)
-    ordered = [tiles[r["track_id"]] for r in rows if r["track_id"] in tiles]
-    if not ordered:
-        return None
+    ordered = [tiles[r["track_id"]] if r["track_id"] in tiles else _undecodable_tile(r) for r in rows]
     while len(ordered) % per_row and len(ordered) > per_row:
         ordered.append(np.full_like(ordered[0], 32))
     lines = [np.hstack(ordered[i : i + per_row]) for i in range(0, len(ordered), per_row)]
     width = max(line.shape[1] for line in lines)
     lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=32) for line in lines]
     return _jpeg(np.vstack(lines))
+
+
+def _undecodable_tile(row: dict) -> np.ndarray:
+    tile = np.full((220, 160, 3), 32, np.uint8)
+    _label(tile, f"#{row['track_id']} {timecode(row['best_pts_s'])}")
+    _label(tile[100:], "not decodable")
+    return tile
 
 
 def _tile(image: np.ndarray, row: dict, cv2) -> np.ndarray:
