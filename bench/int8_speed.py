@@ -21,6 +21,7 @@ from test_int8 import _matched, held_out_frames  # noqa: E402
 
 from vigil.config import ProcessParams  # noqa: E402
 from vigil.model.detector import default_model_file, export, load_detector  # noqa: E402
+from vigil.model.openvino_pose import letterbox  # noqa: E402
 from vigil.model.quantize import int8_export  # noqa: E402
 
 SHAPE = (384, 640)
@@ -36,9 +37,8 @@ if "--agree" in sys.argv:
     print(f"persons: FP32 {p}, INT8 {q}; FP32 found by INT8 at IoU>=0.9: "
           f"{sum(_matched(r.xyxy, f.xyxy) for r, f in zip(ref, got))}, INT8 that are FP32's: "
           f"{sum(_matched(f.xyxy, r.xyxy) for r, f in zip(ref, got))}")  # fmt: skip
-int8.detect(frames[:8])
-yolo = int8._model_for(SHAPE)
-batch = np.concatenate([yolo.predictor.preprocess([f]).numpy() for f in frames[:8]])
+# The IRs' own input: RGB, NCHW, float in [0, 1] (the direct path compiles this conversion in).
+batch = np.stack([letterbox(f, SHAPE)[..., ::-1].transpose(2, 0, 1) for f in frames[:8]]).astype(np.float32) / 255
 weights = default_model_file()
 fp = export(weights, SHAPE, "openvino")
 core = openvino.Core()
