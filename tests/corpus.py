@@ -33,6 +33,14 @@ def b_frames_odd_gop(footage: Path, target: Path, open_gop: bool = False) -> Pat
     return encode(_frames(footage, 200), [i / 10 for i in range(200)], target, options=options)
 
 
+def b_pyramid(footage: Path, target: Path, open_gop: bool = False) -> Path:
+    """20 s at 10 fps with three B-frames between references, the middle one a reference (x264's
+    B-pyramid), a keyframe every 23 frames; ``open_gop``: leading pictures refer back past it."""
+    params = "b-pyramid=normal" + (":open-gop=1" if open_gop else "")
+    options = {"g": "23", "keyint_min": "23", "bf": "3", "x264-params": params}
+    return encode(_frames(footage, 200), [i / 10 for i in range(200)], target, options=options)
+
+
 def all_intra(footage: Path, target: Path) -> Path:
     """20 s at 10 fps, every picture a keyframe (as MJPEG cameras and some DVRs record)."""
     return encode(_frames(footage, 200), [i / 10 for i in range(200)], target, options={"g": "1", "bf": "0"})

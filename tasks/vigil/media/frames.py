@@ -13,8 +13,9 @@ A bin with no decodable frame is still reported, so "nobody was there" is never 
 from __future__ import annotations
 
 import bisect
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from fractions import Fraction
 from typing import BinaryIO, Iterator, Sequence
@@ -24,10 +25,13 @@ import numpy as np
 from vigil.config import ProcessParams, sampling_rate
 from vigil.errors import ParameterError, RecordingError
 from vigil.media.containers import display_rotation, upright, video_streams
+from vigil.media.decode_plan import DecodePlan, SkippedPictures, SkipUnsafe
 from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe
 from vigil.media.placement import Placer, seek_to_anchor
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
 from vigil.media.sharding import ShardRange, runs_without, sample_bin
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,17 +67,39 @@ def sampled_frames(
     (frame threads synchronise on every frame, and short runs from a keyframe barely overlap).
 
     Times are on the recording timeline (``timeline.py``): packets are placed by a Clock seeded at
-    the anchor keyframe, and each decoded frame takes the time of the packet it came from."""
-    import av
+    the anchor keyframe, and each decoded frame takes the time of the packet it came from.
 
+    On the CPU, pictures nothing refers to are not decoded where their bin is closed
+    (``decode_plan.SkippedPictures``); should the decoder then lose a picture, the shard is decoded
+    again without skipping, and the bins already sampled are not sampled twice."""
     fps = sampling_rate(sample_fps)
     first_bin, end_bin = math.ceil(shard.start * fps), math.ceil(shard.end * fps)
+    bins = _Bins()
+    try:
+        yield from _decode_shard(source, uri, probe, shard, fps, keyframes, decoder, frame_threads, bins,
+                                 skip_pictures=decoder == "cpu")  # fmt: skip
+    except SkipUnsafe as exc:
+        log.warning("%s, shard %s: %s; decoding it again without skipping pictures", uri, shard.index, exc)
+        source.seek(0)
+        yield from _decode_shard(source, uri, probe, shard, fps, keyframes, decoder, frame_threads, bins,
+                                 skip_pictures=False)  # fmt: skip
+    yield from _unanalysed(shard, fps, first_bin, end_bin, bins.sampled, bins.with_packets)
+
+
+@dataclass
+class _Bins:
+    with_packets: set[int] = field(default_factory=set)  # bins the shard demuxed a packet in
+    sampled: set[int] = field(default_factory=set)  # bins whose frame has been handed out
+
+
+def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: ShardRange, fps: Fraction,
+                  keyframes: Sequence[Keyframe], decoder: str, frame_threads: bool, bins: _Bins,
+                  skip_pictures: bool) -> Iterator[SampledFrame]:  # fmt: skip
+    import av
+
     known = {k.pts: k.frame_index for k in keyframes}
     known[shard.anchor_pts] = shard.anchor_index
     plan = DecodePlan([probe.seconds(pts) for pts in sorted(known)], needed_from=shard.start, sample_fps=fps, end=shard.end)
-    bins_with_packets: set[int] = set()
-    bins_sampled: set[int] = set()
-
     try:
         container = av.open(source, mode="r", metadata_errors="ignore", hwaccel=_hwaccel(decoder))
     except (av.error.FFmpegError, OSError) as exc:
@@ -85,54 +111,55 @@ def sampled_frames(
             stream.thread_type, stream.thread_count = ("AUTO", 0) if frame_threads else ("SLICE", 1)
         placer = Placer(probe, shard.anchor_index)
         skip_before = seek_to_anchor(container, stream, probe, shard, placer)
+        skipped = SkippedPictures(stream.codec_context, skip_pictures, probe.seconds(shard.anchor_pts), fps)
 
         def wants(packet) -> bool:
             if skip_before is not None and packet.pos is not None and 0 <= packet.pos < skip_before:
                 return False  # before the anchor's packet (a byte seek, or decoding from the start)
             seconds = placer.packet(packet)
             if seconds is not None and shard.start <= seconds < shard.end:
-                bins_with_packets.add(sample_bin(seconds, sample_fps))
-            if plan.wants(packet.is_keyframe, seconds):
+                bins.with_packets.add(sample_bin(seconds, fps))
+            if plan.wants(packet.is_keyframe, seconds) and not skipped.skips(packet, seconds, plan.needed_from):
                 return True
             placer.declined()
             return False
 
-        frame_index, previous_pts = None, None
+        frame_index, previous = None, None  # previous: the last frame's (pts, seconds)
         for frame in _decode(container, stream, wants, lambda: plan.finished):
             if frame is None:
+                skipped.lost()
                 frame_index = None  # frames were lost: indices are unknown until the next keyframe
                 continue
             pts = placer.frame(frame)
             if pts is None or pts < shard.anchor_pts:
                 continue  # before the anchor: the demuxer seeked earlier than asked
+            seconds = probe.seconds(pts)
+            skipped.came_out(seconds)
             if frame.width * frame.height > MAX_PIXELS:
                 frame_index = None  # a mid-stream size change past the cap: not analysed, "undecodable"
                 continue
             if pts in known:
                 frame_index = known[pts]  # (re-)anchor on a keyframe whose index the probe knows
-            elif previous_pts is not None and pts <= previous_pts:
+            elif previous is not None and pts <= previous[0]:
                 continue  # a leading picture of an open GOP, counted before the anchor
             elif frame_index is not None:
-                frame_index += 1
-            previous_pts = pts
+                frame_index += 1 + skipped.between(previous[1], seconds)
+            previous = (pts, seconds)
 
-            seconds = probe.seconds(pts)
             if seconds < shard.start:
                 continue
             if seconds >= shard.end:
                 break
-            current_bin = sample_bin(seconds, sample_fps)
-            if current_bin in bins_sampled or frame_index is None:
+            current_bin = sample_bin(seconds, fps)
+            if current_bin in bins.sampled or frame_index is None:
                 continue  # already sampled; or not placeable exactly until the next keyframe
-            bins_sampled.add(current_bin)
+            bins.sampled.add(current_bin)
             plan.needed_from = (current_bin + 1) / fps  # frames come in time order: earlier bins are closed
             # Only sampled frames leave the decoder: an NVDEC frame stays in GPU memory until here.
             # Turned upright as players show it (phone footage is stored sideways): a person walking
             # must not look like a person lying. Coordinates are in displayed-frame pixels.
             image = upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
             yield SampledFrame(frame_index, pts, seconds, image)
-
-    yield from _unanalysed(shard, fps, first_bin, end_bin, bins_sampled, bins_with_packets)
 
 
 def _unanalysed(shard: ShardRange, fps: Fraction, first_bin: int, end_bin: int, sampled: set[int],
@@ -197,81 +224,6 @@ def _hwaccel(decoder: str):
     # Codecs NVDEC cannot decode fall back to the CPU decoder.
     device = decoder.partition(":")[2]
     return HWAccel("cuda", device=device, allow_software_fallback=True, is_hw_owned=True, options={"primary_ctx": "0"})
-
-
-class DecodePlan:
-    """Which packets are worth decoding. All are, except the rest of a group of pictures once the
-    next keyframe lies at or before the earliest frame still needed: nothing after that keyframe
-    refers back past it, and the frames skipped all belong to sampling bins already closed. With
-    keyframes on the sampling grid (many cameras write one a second) only keyframes are decoded.
-
-    Only streams of closed groups are skipped in: a leading picture (after its keyframe in decode
-    order, before it in time) marks open groups, whose pictures refer back past the keyframe and
-    come out of a decoder in another order once their references are missing. Skipping starts
-    when a second keyframe has shown no leading picture, and stops for good at the first one.
-
-    ``needed_from`` is set by the caller as frames come out of the decoder, some frames late
-    (threads, reordering); a keyframe inside the shard is taken to close its own bin as soon as it
-    is demuxed (in closed groups no frame of its bin can come out before it but earlier ones).
-    """
-
-    def __init__(self, keyframe_seconds: Sequence[Fraction], needed_from: Fraction, sample_fps: Fraction, end: Fraction):
-        self.keyframe_seconds = list(keyframe_seconds)  # sorted; keyframes the probe indexed
-        self.needed_from = needed_from  # the earliest presentation time a frame is still needed for
-        self.sample_fps = sample_fps
-        self.end = end  # no frame at or after it is needed
-        self.group_start: Fraction | None = None  # time of the keyframe opening the current group
-        self.guessed_from = needed_from  # needed_from as it will be once that keyframe is out
-        self.keyframes_seen = 0
-        self.first_of_group = False
-        self.closed_groups = self.open_groups = False
-        self.decoded = self.skipped = 0
-
-    def wants(self, is_keyframe: bool, seconds: Fraction | None) -> bool:
-        if seconds is None:
-            self.decoded += 1
-            return True
-        if is_keyframe:
-            if self.first_of_group and self.keyframes_seen >= 2:
-                self.closed_groups = True  # a group of one picture has no leading pictures
-            self.group_start, self.first_of_group = seconds, True
-            self.keyframes_seen += 1
-            if self._group_unneeded():  # all-intra streams (MJPEG, keyint 1): skip whole pictures
-                self.skipped += 1
-                return False
-            if self.needed_from <= seconds < self.end:
-                self.guessed_from = (math.floor(seconds * self.sample_fps) + 1) / self.sample_fps
-            self.decoded += 1
-            return True
-        if self.first_of_group:
-            self.first_of_group = False
-            if seconds < self.group_start:
-                self.open_groups = True
-            elif self.keyframes_seen >= 2:
-                self.closed_groups = True
-        if self._group_unneeded():
-            self.skipped += 1
-            return False
-        self.decoded += 1
-        return True
-
-    @property
-    def finished(self) -> bool:
-        """Every sampling bin up to the end is taken: nothing more needs demuxing."""
-        return self._needed_from() >= self.end
-
-    def _needed_from(self) -> Fraction:
-        guessing = self.closed_groups and not self.open_groups
-        return max(self.needed_from, self.guessed_from) if guessing else self.needed_from
-
-    def _group_unneeded(self) -> bool:
-        """No frame of the current group is needed: the next keyframe is no later than the next
-        frame still needed (closed groups only)."""
-        if not self.closed_groups or self.open_groups:
-            return False
-        after = bisect.bisect_right(self.keyframe_seconds, self.group_start)
-        restart = self.keyframe_seconds[after] if after < len(self.keyframe_seconds) else self.end
-        return min(restart, self.end) <= self._needed_from()
 
 
 def _decode(container, stream, wants, finished):
