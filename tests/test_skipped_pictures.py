@@ -77,6 +77,36 @@ def test_a_picture_lost_while_skipping_sends_the_shard_back_to_decoding_everythi
     assert got == expected  # every bin once, none twice, the same frames and indices
 
 
+@pytest.mark.parametrize("kind", ["two-b open", "pyramid closed"])
+def test_a_decoder_holding_back_fewer_pictures_than_the_stream_reorders_stops_skipping(footage, tmp_path, monkeypatch,
+                                                                                      caplog, kind):  # fmt: skip
+    """FFmpeg guesses the reorder depth of a stream that does not state it: shown too few
+    pictures, it may hold back too few and drop one. A decoder saying it holds back none must
+    make the shard stop skipping (or decode again) before any picture is lost."""
+    recording = _corpus(footage, tmp_path, kind)
+    stopped = []
+
+    class HoldsBackNone:
+        def __init__(self, codec_context):
+            self.codec_context = codec_context
+
+        def __getattr__(self, name):
+            return 0 if name == "reorder_depth" else getattr(self.codec_context, name)
+
+    class Guessing(SkippedPictures):
+        def __init__(self, codec_context, *args):
+            super().__init__(codec_context, *args)
+            self.codec_context = HoldsBackNone(codec_context)
+            stopped.append(self)
+
+    monkeypatch.setattr(frames_module, "SkippedPictures", Guessing)
+    with caplog.at_level(logging.WARNING, logger="vigil.media.frames"):
+        assert _sampled(recording, 7, 1.0) == _every_frame_then_first_per_bin(recording, 1.0)
+    # Each shard stopped skipping, or was decoded again (its skipping instance then stays as it was).
+    still_skipping = [s for s in stopped if s.disposable is not None]
+    assert stopped and len(still_skipping) == caplog.text.count("decoding it again without skipping")
+
+
 def test_damaged_recording_samples_the_same_frames_with_or_without_skipping(footage, tmp_path, monkeypatch):
     from corpus import corrupted_middle
 
@@ -115,7 +145,7 @@ class _Packet:
 
 
 class _Context:
-    extradata, name = b"", "h264"
+    extradata, name, reorder_depth = b"", "h264", 1
 
 
 def _skipped(anchor=Fraction(0)) -> SkippedPictures:

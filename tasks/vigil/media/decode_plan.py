@@ -10,10 +10,14 @@ Two kinds of packets are left undecoded:
   most of what a shard decodes to reach the first frame of the next bin.
 
 A skipped picture never comes out of the decoder, so the shard counts it where it belongs in
-presentation order (``between``). A decoder that guesses its reorder depth from what it sees
-(H.264 without ``max_num_reorder_frames``) may then drop a later picture as out of order; the
-shard checks that every picture it decoded came out, in order, before it hands out a frame
-after it, and decodes again without skipping where one did not (``SkipUnsafe``).
+presentation order (``between``). FFmpeg's H.264 decoder holds back ``reorder_depth`` pictures
+and drops a picture that arrives after a later one has come out; where the stream does not state
+its depth (``max_num_reorder_frames``) it guesses from the pictures it has seen, and a decoder not
+shown some of them may guess lower. So before a picture is sent, the shard checks that no more
+pictures later than it have been sent than the decoder holds back (then none of them can be out
+yet); and every picture sent must come out, in order. Where either fails with pictures skipped,
+the shard is decoded again without skipping (``SkipUnsafe``); where nothing was skipped yet,
+skipping stops for that shard.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class SkippedPictures:
 
     def __init__(self, codec_context, enabled: bool, anchor: Fraction, sample_fps: Fraction):
         self.disposable = Disposable(codec_context) if enabled else None
+        self.codec_context = codec_context
+        self.sent: list[Fraction] = []  # sorted times of the pictures sent to the decoder
         self.anchor = anchor  # pictures before the anchor keyframe (its leading pictures) are not followed
         self.sample_fps = sample_fps
         self.times: list[Fraction] = []  # sorted times of the pictures skipped
@@ -57,9 +63,22 @@ class SkippedPictures:
             bisect.insort(self.times, seconds)  # nothing refers to it, and it cannot be its bin's first
             return True
         if seconds >= self.anchor:
+            self._check_reordering(seconds)
             heapq.heappush(self.decoded, seconds)
             self.first_decoded[current_bin] = min(seconds, earlier if earlier is not None else seconds)
         return False
+
+    def _check_reordering(self, seconds: Fraction) -> None:
+        """Before a picture is sent: were more pictures later than it sent than the decoder holds
+        back, one of them may be out already, and this one would be dropped as out of order."""
+        later = len(self.sent) - bisect.bisect_right(self.sent, seconds)
+        if later > self.codec_context.reorder_depth:
+            if self.times:
+                raise SkipUnsafe(f"the picture at {float(seconds):.3f} s follows {later} later ones, more than "
+                                 f"the decoder holds back ({self.codec_context.reorder_depth})")  # fmt: skip
+            self.disposable = None  # nothing skipped yet: decode as without skipping from here on
+            return
+        bisect.insort(self.sent, seconds)
 
     def came_out(self, seconds: Fraction) -> None:
         """A frame at ``seconds`` came out; raise ``SkipUnsafe`` if, with pictures skipped, one
