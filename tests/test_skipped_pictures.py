@@ -176,3 +176,12 @@ def test_a_decoded_picture_that_never_comes_out_is_noticed_only_once_pictures_ar
         s.came_out(Fraction(4))  # 3 s was decoded and is passed by 4 s
     with pytest.raises(SkipUnsafe):
         s.lost()
+
+
+def test_a_picture_sent_that_the_drained_decoder_never_gave_back_is_noticed():
+    s = _skipped()
+    s.skips(_Packet(True), Fraction(1, 2), needed_from=Fraction(1))
+    s.skips(_Packet(False), Fraction(3, 2), needed_from=Fraction(1))
+    s.finish(end=Fraction(1))  # at or after the shard's end: not needed
+    with pytest.raises(SkipUnsafe):
+        s.finish(end=Fraction(2))

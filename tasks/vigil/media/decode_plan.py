@@ -90,6 +90,12 @@ class SkippedPictures:
             if earliest < seconds and self.times:
                 raise SkipUnsafe(f"the picture at {float(earliest):.3f} s did not come out of the decoder")
 
+    def finish(self, end: Fraction) -> None:
+        """The decoder has given back all it will: with pictures skipped, a picture before ``end``
+        sent and never given back could have been its bin's first frame."""
+        if self.times and any(seconds < end for seconds in self.decoded):
+            raise SkipUnsafe(f"the picture at {float(min(self.decoded)):.3f} s did not come out of the decoder")
+
     def lost(self) -> None:
         """The decoder failed on a packet: with pictures skipped, decode again without skipping."""
         if self.times:

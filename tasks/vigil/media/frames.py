@@ -160,6 +160,8 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             # must not look like a person lying. Coordinates are in displayed-frame pixels.
             image = upright(frame.to_ndarray(format="bgr24"), display_rotation(frame) or probe.rotation)
             yield SampledFrame(frame_index, pts, seconds, image)
+        else:
+            skipped.finish(shard.end)  # the decoder is drained: every picture sent must have come out
 
 
 def _unanalysed(shard: ShardRange, fps: Fraction, first_bin: int, end_bin: int, sampled: set[int],
