@@ -33,8 +33,9 @@ from vigil.media.sharding import sample_bin
 
 
 class SkipUnsafe(Exception):
-    """A decoded picture did not come out of the decoder while pictures were being skipped: the
-    shard is decoded again without skipping, so no sampled frame or index depends on the skips."""
+    """With pictures skipped, a picture sent to the decoder did not come out, or is about to be
+    sent after more later pictures than the decoder holds back: the shard is decoded again
+    without skipping, so no sampled frame or index depends on the skips."""
 
 
 class SkippedPictures:

@@ -69,9 +69,10 @@ def sampled_frames(
     Times are on the recording timeline (``timeline.py``): packets are placed by a Clock seeded at
     the anchor keyframe, and each decoded frame takes the time of the packet it came from.
 
-    On the CPU, pictures nothing refers to are not decoded where their bin is closed
-    (``decode_plan.SkippedPictures``); should the decoder then lose a picture, the shard is decoded
-    again without skipping, and the bins already sampled are not sampled twice."""
+    On the CPU, pictures nothing refers to are not decoded where they cannot be their bin's first
+    frame (``decode_plan.SkippedPictures``); should a check find that skipping could change what
+    comes out, the shard is decoded again without skipping, and bins already handed out are not
+    handed out twice."""
     fps = sampling_rate(sample_fps)
     first_bin, end_bin = math.ceil(shard.start * fps), math.ceil(shard.end * fps)
     bins = _Bins()
