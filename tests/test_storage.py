@@ -113,6 +113,71 @@ def test_s3_range_reader_stops_at_the_expected_end_and_starts_small_past_it(s3_s
     assert reader.bytes_fetched == 5_000_000 + (32 << 10), "past the expected end, GETs start small again"
 
 
+def test_s3_range_reader_fetches_given_ranges_in_one_request_each_and_reads_stop_at_their_ends(s3_storage):
+    bucket = s3_storage.buckets["source"]
+    data = bytes(range(256)) * 4096  # 1 MiB
+    s3_storage.write_bytes(f"s3://{bucket}/index.bin", data)
+    reader = S3RangeReader(s3_storage.client, bucket, "index.bin", s3_storage.stat(f"s3://{bucket}/index.bin"),
+                           min_read=32 << 10)  # fmt: skip
+    reader.fetch_ranges([(0, 4096), (700_000, 1_020_000), (2048, 3000)])  # the last lies inside the first
+    assert (reader.requests, reader.bytes_fetched) == (2, 4096 + 320_000)
+    assert reader.read(32 << 10) == data[:4096], "a read stops where a given range ends"
+    reader.seek(700_000)
+    while (at := reader.tell()) < 1_020_000:  # FFmpeg working through an index in small reads
+        assert reader.read(6000) == data[at : min(at + 6000, 1_020_000)]
+    assert (reader.requests, reader.bytes_fetched) == (2, 4096 + 320_000), "all from what was fetched"
+    reader.fetch_ranges([(700_000, 1_020_000)])
+    assert reader.requests == 2, "a range already kept is not fetched again"
+
+
+def test_s3_range_reader_reads_short_at_the_expected_end_instead_of_fetching_past_it(s3_storage):
+    bucket = s3_storage.buckets["source"]
+    data = bytes(range(256)) * 4096
+    s3_storage.write_bytes(f"s3://{bucket}/picture.bin", data)
+    reader = S3RangeReader(s3_storage.client, bucket, "picture.bin", s3_storage.stat(f"s3://{bucket}/picture.bin"),
+                           min_read=32 << 10)  # fmt: skip
+    reader.expect(10_000)  # a picture's bytes end here: a 4 KiB demuxer buffer must not pull in 32 KiB more
+    got = b""
+    while len(got) < 10_000:
+        got += reader.read(4096)
+    assert got == data[:10_000] and reader.bytes_fetched == 10_000
+
+
+def test_a_verified_index_copy_is_read_instead_of_the_recording_and_an_altered_one_is_not(s3_storage, footage, tmp_path):
+    import av
+
+    from vigil.media.containers import mp4_index_bytes
+    from vigil.media.remux import concat_copies
+    from vigil.store import layout
+    from vigil.store.index_copy import lend_index, read_index, save_index
+
+    recording = concat_copies(footage, tmp_path / "x2.mp4", copies=2)  # its index at the end, as recorders write it
+    bucket = s3_storage.buckets["source"]
+    uri = f"s3://{bucket}/cam/indexed.mp4"
+    s3_storage.write_bytes(uri, recording.read_bytes())
+    out = f"file://{tmp_path}/out"
+    with s3_storage.open(uri) as handle:
+        index_bytes = mp4_index_bytes(handle)
+        sha256 = save_index(out, None, read_index(handle, index_bytes))
+    index_size = index_bytes[1] - index_bytes[0]
+    assert index_bytes[1] == recording.stat().st_size
+    copy = tmp_path / "out" / layout.INDEXES / f"{sha256}.moov"
+    assert copy.stat().st_size == index_size
+
+    def opened(lend: bool) -> tuple[int, bool]:
+        """Bytes fetched from the recording to open it, and whether the copy was handed over."""
+        with s3_storage.open(uri) as handle:
+            lent = lend_index(handle, out, None, index_bytes, sha256) if lend else False
+            with av.open(handle) as container:
+                assert container.streams.video[0].frames > 0
+            return handle.bytes_fetched, lent
+
+    (with_copy, lent), (without, _) = opened(lend=True), opened(lend=False)
+    assert lent and without - with_copy >= index_size
+    copy.write_bytes(copy.read_bytes()[::-1])  # anyone may write into the output store
+    assert opened(lend=True) == (without, False), "an altered copy is never handed to FFmpeg"
+
+
 def test_s3_range_reader_fetches_what_it_keeps_only_once(s3_storage):
     bucket = s3_storage.buckets["source"]
     data = bytes(range(256)) * 4096  # 1 MiB

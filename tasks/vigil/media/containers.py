@@ -1,11 +1,66 @@
 """Container-level facts FFmpeg leaves to the caller: which streams are video, how to get back to
-the start of a file without an index, which proprietary recorder formats it cannot read, and how
-a stored frame is turned to display orientation."""
+the start of a file without an index, where an MP4's index lies, which proprietary recorder
+formats it cannot read, and how a stored frame is turned to display orientation."""
 
 from __future__ import annotations
 
+import io
+from typing import BinaryIO
+
 # Containers without a seek index: shards seek to a keyframe packet's byte position instead.
 BYTE_SEEK_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpegtsraw"}
+
+
+# What FFmpeg reads of a file's start to open it: format probing (2 KiB) and an MP4's first boxes.
+OPEN_READ = 4096
+# Top-level boxes of ISO base media files (MP4, MOV, 3GP): a file that starts with another is not walked.
+_FIRST_BOXES = {b"ftyp", b"wide", b"free", b"skip", b"mdat", b"moov", b"pnot", b"uuid", b"styp", b"junk"}
+
+
+def mp4_index_bytes(source: BinaryIO, limit: int = 64) -> tuple[int, int] | None:
+    """``(start, end)`` of an MP4/MOV file's index (its top-level ``moov`` box), found by walking
+    the top-level box headers (a few bytes each); None for other files, or where the boxes do not
+    add up. The read position is left where it was."""
+    start = source.tell()
+    try:
+        size = source.seek(0, io.SEEK_END)
+        pos = 0
+        for number in range(limit):
+            if pos + 8 > size:
+                return None
+            source.seek(pos)
+            header = _read(source, 8)
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if len(header) < 8 or (number == 0 and kind not in _FIRST_BOXES) or not kind.isascii():
+                return None
+            if length == 1:  # a 64-bit size follows
+                length = int.from_bytes(_read(source, 8).rjust(8, b"\0"), "big")
+            elif length == 0:  # to the end of the file
+                length = size - pos
+            if length < 8:
+                return None
+            if kind == b"moov":
+                return (pos, min(pos + length, size))
+            pos += length
+        return None
+    finally:
+        source.seek(start)
+
+
+def _read(source: BinaryIO, count: int) -> bytes:
+    data = b""
+    while len(data) < count and (chunk := source.read(count - len(data))):
+        data += chunk
+    return data
+
+
+def ask_for_open_bytes(source: BinaryIO, index_bytes: tuple[int, int] | None) -> None:
+    """Tell a remote reader (one with ``fetch_ranges``) the bytes FFmpeg is about to open the
+    container with: the file's start and an MP4's index, each then fetched in one request of its
+    exact size instead of small reads that grow (and overshoot) as FFmpeg works through them."""
+    fetch_ranges = getattr(source, "fetch_ranges", None)
+    if fetch_ranges is not None and index_bytes:
+        fetch_ranges([(0, OPEN_READ), tuple(index_bytes)])
 
 
 def rewind(container, stream) -> None:

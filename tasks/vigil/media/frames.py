@@ -24,7 +24,7 @@ import numpy as np
 
 from vigil.config import ProcessParams, sampling_rate
 from vigil.errors import ParameterError, RecordingError
-from vigil.media.containers import display_rotation, upright, video_streams
+from vigil.media.containers import ask_for_open_bytes, display_rotation, upright, video_streams
 from vigil.media.decode_plan import DecodePlan, SkippedPictures, SkipUnsafe
 from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe
 from vigil.media.placement import Placer, seek_to_anchor
@@ -101,6 +101,7 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
     known = {k.pts: k.frame_index for k in keyframes}
     known[shard.anchor_pts] = shard.anchor_index
     plan = DecodePlan([probe.seconds(pts) for pts in sorted(known)], needed_from=shard.start, sample_fps=fps, end=shard.end)
+    ask_for_open_bytes(source, probe.index_bytes)
     try:
         container = av.open(source, mode="r", metadata_errors="ignore", hwaccel=_hwaccel(decoder))
     except (av.error.FFmpegError, OSError) as exc:

@@ -70,6 +70,11 @@ class RecordingProbe:
     video_streams: int = 1  # how many the container holds: each is analysed as a recording of its own
     container_stream: int = 0  # that stream's index among all the container's streams
     synthesized_fps: float = 0.0  # >0: the stream has no timestamps; times are frame n / this rate
+    # An MP4/MOV's index (its moov box), (start, end) in the file, and the SHA-256 of its copy in
+    # the output store (store/index_copy.py): shards and pictures read the copy, or fetch the index
+    # in one request (containers.ask_for_open_bytes). Set by planning, which walks the file's boxes.
+    index_bytes: tuple[int, int] | None = None
+    index_sha256: str = ""
     # Every frame's timeline pts, sorted: for planning only (which bins hold a frame), never serialised.
     frame_pts: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
@@ -154,6 +159,7 @@ class RecordingProbe:
         values = dict(values)
         values.pop("frame_pts", None)
         values["keyframes"] = tuple(Keyframe(**k) if isinstance(k, dict) else Keyframe(*k) for k in values["keyframes"])
+        values["index_bytes"] = tuple(values["index_bytes"]) if values.get("index_bytes") else None
         values["discontinuities"] = tuple(
             Discontinuity(**d) if isinstance(d, dict) else d for d in values.get("discontinuities", ())
         )

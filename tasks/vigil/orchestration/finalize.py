@@ -165,7 +165,8 @@ def _write_manifest(planned: RecordingPlan, shard_results: list[ShardResult]) ->
     from vigil.review.artifacts import SourceFrames
 
     # One reader for every picture finalize cuts from the source: appearance, then review.
-    with SourceFrames(planned.source, planned.probe.to_dict(), planned.source_conn_id) as fetch:
+    with SourceFrames(planned.source, planned.probe.to_dict(), planned.source_conn_id, planned.out,
+                      planned.out_conn_id) as fetch:  # fmt: skip
         appearance, appearance_warnings = publish_appearance(out, planned, derived_tables, read,
                                                              derived_files["tracks"], fetch)  # fmt: skip
         manifest = _manifest(planned, shard_results, {**derived_files, **appearance}, appearance_warnings)

@@ -15,6 +15,7 @@ from vigil.errors import SourceChanged
 from vigil.store import layout
 from vigil.store.commit import commit_shard, committed_files, new_attempt
 from vigil.store.contracts import FileEntry, ShardResult, ShardTask, SourceVersion
+from vigil.store.index_copy import lend_index
 from vigil.store.schema import FRAMES, SCHEMA_VERSION, TABLES
 from vigil.orchestration.streaming import batches
 from vigil.store.storage import storage_for
@@ -101,6 +102,8 @@ def _analyse_shard(task: ShardTask, model_file, out, uris, run_context) -> tuple
     with source.open(source_uri, etag=planned.source.etag) as handle:
         if shard.end_pos > 0 and hasattr(handle, "expect"):  # remote reads stop near the shard's end
             handle.expect(shard.end_pos)
+        probe = planned.probe  # the index from its copy, not from the recording (store/index_copy.py)
+        lend_index(handle, planned.out, planned.out_conn_id, probe.index_bytes, probe.index_sha256)
         frames = sampled_frames(handle, source_uri, planned.probe, shard, params.sample_fps, list(task.keyframes), decoder,
                                 frame_threads=params.device.startswith("cuda"))  # else the model has the cores
         # Decoding runs in its own thread, a bounded queue ahead of inference: neither waits for

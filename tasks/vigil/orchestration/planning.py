@@ -14,12 +14,14 @@ from pathlib import PurePosixPath
 
 from vigil.config import VIDEO_SUFFIXES, RunRequest, as_fraction
 from vigil.errors import InputError, IntegrityError, ObjectNotFound, RecordingError
+from vigil.media.containers import mp4_index_bytes
 from vigil.media.frames import keyframes_between
 from vigil.media.probe import RecordingProbe, probe
 from vigil.media.sharding import MAX_SHARDS, effective_shard_seconds, plan_shards
 from vigil.operator import OperatorPolicy
 from vigil.orchestration.expected import check_all_matched, expected_for
 from vigil.store.contracts import RecordingPlan, ShardTask, SourceVersion
+from vigil.store.index_copy import read_index, save_index
 from vigil.store.manifest import read_manifests
 from vigil.store.readers import HashingReader
 from vigil.store.storage import ObjectInfo, iter_objects, storage_for
@@ -122,6 +124,9 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     # goes (only a container index read out of order is read again).
     expected = expected_for(request, info.uri)  # matched by canonical URI, not by spelling
     with storage.open(info.uri, etag=info.etag) as handle:
+        # Before hashing starts: the box headers and the index are bytes FFmpeg reads first anyway.
+        index_bytes = mp4_index_bytes(handle)
+        index = read_index(handle, index_bytes) if index_bytes else b""
         reader = HashingReader(handle)
         try:
             described = probe(reader, info.uri, request.params.frame_rate)
@@ -130,10 +135,13 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
             raise
         sha256 = reader.hexdigest()
     _check_expected_hash(storage, info.uri, sha256, expected)
+    if index and "mp4" in described.container_format.split(","):  # shards read its copy (store/index_copy.py)
+        described = replace(described, index_bytes=index_bytes, index_sha256=save_index(request.out, request.out_conn_id, index))
     tasks = _shard_tasks(info, request, described, sha256, max_shards)
     for index in range(1, described.video_streams):  # every further video stream: a recording of its own
         with storage.open(info.uri, etag=info.etag) as handle:
-            further = probe(handle, info.uri, request.params.frame_rate, stream_index=index)
+            further = replace(probe(handle, info.uri, request.params.frame_rate, stream_index=index),
+                              index_bytes=described.index_bytes, index_sha256=described.index_sha256)  # fmt: skip
         tasks += _shard_tasks(info, request, further, sha256, max_shards)
     return tasks
 

@@ -21,16 +21,19 @@ class SourceFrames:
     CACHE_BYTES = 64 << 20
     PICTURES_AHEAD = 2  # full frames held at once beside the caller's: enough to keep both busy
 
-    def __init__(self, source: SourceVersion, probe: dict, conn_id: str | None):
+    def __init__(self, source: SourceVersion, probe: dict, conn_id: str | None, out: str | None = None,
+                 out_conn_id: str | None = None):  # fmt: skip
         from vigil.media.probe import RecordingProbe
 
         self.source, self.conn_id = source, conn_id
         self.probe = RecordingProbe.from_dict({**probe, "keyframes": []})
+        self._index_copy = (out, out_conn_id)  # where the recording's index copy may be (store/index_copy.py)
         self._handle = None
 
     def __call__(self, wanted):
         from vigil.background import prefetch
         from vigil.media.fetch import fetch_frames
+        from vigil.store.index_copy import lend_index
         from vigil.store.storage import storage_for
 
         if not wanted:
@@ -38,6 +41,9 @@ class SourceFrames:
         if self._handle is None:
             storage = storage_for(self.source.uri, self.conn_id)
             self._handle = storage.open(self.source.uri, etag=self.source.etag, cache_bytes=self.CACHE_BYTES)
+            out, out_conn_id = self._index_copy
+            if out:
+                lend_index(self._handle, out, out_conn_id, self.probe.index_bytes, self.probe.index_sha256)
         self._handle.seek(0)
         # The next pictures decode in a thread while the caller describes or draws this one.
         yield from prefetch(fetch_frames(self._handle, self.source.uri, self.probe, wanted), depth=self.PICTURES_AHEAD)
@@ -119,7 +125,7 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
     detections = rows("SELECT * FROM detections WHERE recording_id = $1")
     frames = rows("SELECT * FROM frames WHERE recording_id = $1 ORDER BY pts_s")
     try:
-        with SourceFrames(manifest.source, manifest.probe, conn_id) as fetch:
+        with SourceFrames(manifest.source, manifest.probe, conn_id, out, conn_id) as fetch:
             html = render_review(manifest, tables, detections, frames, fetch, blur, clips, reviews)
     except (VigilError, OSError) as exc:
         if blur:

@@ -12,6 +12,7 @@
                                                                manifest, clip record or review decision
     ledger/<seq, 10 digits>.json                               the custody ledger (store/ledger.py)
     keys/<fingerprint hex>.pem                                 public keys of the signers (store/custody.py)
+    indexes/<sha256>.moov                                      copies of recordings' MP4 indexes (store/index_copy.py)
 
 A *run key* names what distinguishes two runs over the same recording: the parameter fingerprint,
 the recording's wall-clock start, face blurring, and (with ``force``) the generation of the run.
@@ -39,7 +40,8 @@ REVIEWS = "reviews"  # review decisions (sealed records), not the review picture
 LEDGER = "ledger"
 KEYS = "keys"
 COMMITS = "commits"  # one marker per shard: the attempt whose tables are the shard's
-RESERVED = (*ALL_TABLES, MANIFESTS, REVIEW, CLIPS, REVIEWS, LEDGER, KEYS, COMMITS)  # top-level names nothing else may use
+INDEXES = "indexes"  # copies of MP4 indexes, read instead of the recording's (checked by SHA-256)
+RESERVED = (*ALL_TABLES, MANIFESTS, REVIEW, CLIPS, REVIEWS, LEDGER, KEYS, COMMITS, INDEXES)  # top-level names nothing else may use
 _ATTEMPT_FILE = re.compile(r"[^/]+/(?P<partition>[^/]+)/(?P<key>shard-\d{5}-[0-9a-f]{16})-a[0-9a-f]{12}\.parquet")
 _MANIFEST_NAME = re.compile(r"(?P<recording>.+?)(?:\.(?P<run>[A-Za-z0-9_-]+))?\.json")
 
@@ -104,6 +106,11 @@ def run_key(fingerprint: str, recording_start: str | None, blur_faces: bool, gen
     if generation:
         parts.append(generation)
     return "-".join(parts)
+
+
+def index_copy_uri(out: str, sha256: str) -> str:
+    """A copy of a recording's MP4 index, named by its own SHA-256 (store/index_copy.py)."""
+    return join_uri(out, INDEXES, f"{sha256}.moov")
 
 
 def manifest_uri(out: str, recording_id: str, run: str) -> str:

@@ -197,6 +197,7 @@ class S3RangeReader(io.RawIOBase):
         self._streak = 0  # GETs in a row that each began where the last ended
         self._fetched_to = -1  # where the last GET ended: a read from there is sequential
         self._expected_end = 0
+        self._range_ends: set[int] = set()  # where the ranges given to fetch_ranges end
         self._cache_bytes = cache_bytes
         self._cached = 0
         self._spans: OrderedDict[int, bytes] = OrderedDict()  # start offset -> bytes, least recent first
@@ -222,10 +223,36 @@ class S3RangeReader(io.RawIOBase):
         """The caller needs bytes up to ``end`` (exclusive) from where it reads next: read ahead no further."""
         self._expected_end = min(max(0, end), self._size)
 
+    def fetch_ranges(self, ranges) -> None:
+        """Fetch each ``(start, end)`` range not already kept, in one GET of exactly its size (the
+        bytes a container is opened with: its start and its index); a read stops at their ends."""
+        merged: list[list[int]] = []
+        for start, end in sorted((max(0, a), min(b, self._size)) for a, b in ranges if b > a):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        for start, end in merged:
+            self._range_ends.add(end)
+            with self._lock:
+                kept = any(at <= start and end <= at + len(data) for at, data in self._spans.items())
+            if not kept and start < end:
+                self._get(start, end - start)
+
+    def keep(self, start: int, data: bytes) -> None:
+        """Serve ``data`` as the bytes from ``start`` without fetching them (a verified copy of the
+        recording's index); a read stops at their end."""
+        with self._lock:
+            self._spans[start] = bytes(data)
+            self._cached += len(data)
+            self._range_ends.add(start + len(data))
+
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
         written = 0
         while written < len(view) and self._pos < self._size:
+            if written and (self._pos == self._expected_end or self._pos in self._range_ends):
+                break  # the caller's range ends here: a short read, not a GET for bytes it may never need
             start, data = self._span_at(self._pos, len(view) - written)
             chunk = data[self._pos - start : self._pos - start + len(view) - written]
             if not chunk:
@@ -249,6 +276,9 @@ class S3RangeReader(io.RawIOBase):
             length = max(wanted, self._next_read)
             if pos < self._expected_end:  # no further than the caller's range, unless the read asks for it
                 length = max(wanted, min(length, self._expected_end - pos))
+        return self._get(pos, length)
+
+    def _get(self, pos: int, length: int) -> tuple[int, bytes]:
         end = min(self._size, pos + length) - 1
         kwargs = {"IfMatch": f'"{self.info.etag}"'} if self.info.etag else {}
         try:
