@@ -191,3 +191,47 @@ def test_other_files_have_no_mp4_index(footage, tmp_path, kind):
             described = probe(handle, str(path))
         with av.open(str(path)) as container:
             assert fetch._SampleEnds(container.streams.video[0], described).until(10**12) is None
+
+
+def test_a_box_that_claims_a_huge_index_is_not_taken_whole(tmp_path):
+    from vigil.media.containers import MAX_INDEX_BYTES, mp4_index_bytes
+
+    path = tmp_path / "claims.mp4"
+    huge = (MAX_INDEX_BYTES + 1).to_bytes(8, "big")
+    path.write_bytes(b"\0\0\0\x10ftypisom\0\0\0\0" + b"\0\0\0\x01moov" + huge + b"\0" * MAX_INDEX_BYTES)
+    with open(path, "rb") as handle:
+        assert mp4_index_bytes(handle) is None  # a 64-bit size no real index has: never read whole into memory
+    path.write_bytes(b"\0\0\0\x10ftypisom\0\0\0\0" + b"\0\0\0\x00moov" + b"\0" * (MAX_INDEX_BYTES + 1))
+    with open(path, "rb") as handle:
+        assert mp4_index_bytes(handle) is None  # "to the end of the file", and the file is larger than any index
+
+
+def test_frames_that_share_a_time_are_counted_and_said(footage, tmp_path):
+    """A B-frame given the time of the one before it (a muxer fault): the probe says so, and
+    review pictures are then decoded plainly rather than drained at the first such packet."""
+    import av
+
+    from corpus import b_frames_odd_gop
+
+    source = b_frames_odd_gop(footage, tmp_path / "b.mp4")
+    target = tmp_path / "repeated.mp4"
+    with av.open(str(source)) as container, av.open(str(target), "w") as output:
+        stream = container.streams.video[0]
+        copy = output.add_stream_from_template(stream)
+        previous_b, changed = None, 0
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            is_b = packet.pts < max(packet.dts, 0) + 3 * packet.duration and not packet.is_keyframe
+            if previous_b is not None and is_b and changed < 1 and packet.pts > previous_b >= packet.dts:
+                packet.pts, changed = previous_b, changed + 1
+            previous_b = packet.pts if is_b else previous_b
+            packet.stream = copy
+            output.mux(packet)
+    assert changed == 1
+    with open(target, "rb") as handle:
+        described = probe(handle, str(target))
+    assert described.repeated_times == 1
+    assert any("share their presentation time" in w for w in described.warnings)
+    with open(source, "rb") as handle:
+        assert probe(handle, str(source)).repeated_times == 0

@@ -15,9 +15,11 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 import pyarrow as pa
 
+from vigil.background import prefetch
 from vigil.store.schema import SCHEMAS, TRACK_APPEARANCE
 
 VIEWS_PER_TRACK = 5
+CROPS_AHEAD = 64  # frames whose crops run ahead of the encoder: about 96 KiB per person seen in each
 MIN_VIEW_CONF = 0.5  # as for the best view (analysis.derived.BEST_VIEW_MIN_CONF)
 
 Fetch = Callable[[list[tuple[int, float]]], Iterator[tuple[int, np.ndarray]]]
@@ -94,10 +96,16 @@ def describe_tracks(recording_id: str, views: dict[int, list[View]], fetch: Fetc
             used.setdefault(view.track_id, []).append(view.frame_index)
         pending.clear()
 
-    for frame_index, image in fetch(wanted):
-        here = by_frame.get(frame_index, [])
-        crops = encoder.crops(image, np.array([v.box for v in here], np.float64)) if here else []
-        pending.extend((view, crop) for view, crop in zip(here, crops) if crop is not None)
+    def cropped() -> Iterator[list[tuple[View, np.ndarray]]]:
+        for frame_index, image in fetch(wanted):
+            here = by_frame.get(frame_index, [])
+            crops = encoder.crops(image, np.array([v.box for v in here], np.float64)) if here else []
+            yield [(view, crop) for view, crop in zip(here, crops) if crop is not None]
+
+    # Decoding and cropping run ahead, in a thread, while the encoder describes a batch: crops are
+    # small, so they may run a few batches ahead (full frames could not: 6 MB each at 1080p).
+    for found in prefetch(cropped(), depth=CROPS_AHEAD):
+        pending.extend(found)
         if len(pending) >= encoder.batch_size:
             describe_pending()
     if pending:

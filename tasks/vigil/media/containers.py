@@ -13,6 +13,9 @@ BYTE_SEEK_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpeg
 
 # What FFmpeg reads of a file's start to open it: format probing (2 KiB) and an MP4's first boxes.
 OPEN_READ = 4096
+# The largest index taken whole (about 0.3 MB an hour at 25 frames/s: 64 MiB is over a week); a
+# larger one, or a box that claims to be, is left to FFmpeg to read as it goes.
+MAX_INDEX_BYTES = 64 << 20
 # Top-level boxes of ISO base media files (MP4, MOV, 3GP): a file that starts with another is not walked.
 _FIRST_BOXES = {b"ftyp", b"wide", b"free", b"skip", b"mdat", b"moov", b"pnot", b"uuid", b"styp", b"junk"}
 
@@ -40,7 +43,8 @@ def mp4_index_bytes(source: BinaryIO, limit: int = 64) -> tuple[int, int] | None
             if length < 8:
                 return None
             if kind == b"moov":
-                return (pos, min(pos + length, size))
+                end = min(pos + length, size)
+                return (pos, end) if end - pos <= MAX_INDEX_BYTES else None
             pos += length
         return None
     finally:
@@ -59,7 +63,7 @@ def ask_for_open_bytes(source: BinaryIO, index_bytes: tuple[int, int] | None) ->
     container with: the file's start and an MP4's index, each then fetched in one request of its
     exact size instead of small reads that grow (and overshoot) as FFmpeg works through them."""
     fetch_ranges = getattr(source, "fetch_ranges", None)
-    if fetch_ranges is not None and index_bytes:
+    if fetch_ranges is not None and index_bytes and 0 <= index_bytes[0] < index_bytes[1] <= index_bytes[0] + MAX_INDEX_BYTES:
         fetch_ranges([(0, OPEN_READ), tuple(index_bytes)])
 
 

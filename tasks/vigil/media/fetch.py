@@ -115,7 +115,9 @@ def _decode_from(container, stream, probe: RecordingProbe, seek_to: int, pts_s: 
             at_frame = _is_at(probe, packet.pts, pts_s)
             if shortcuts is not None and not at_frame and shortcuts(packet):
                 continue
-            drain = shortcuts is not None and at_frame  # the seek before the next picture resets the decoder
+            # Drained (the seek before the next picture resets the decoder) unless frames share
+            # times: then the frame shown first at this time may be decoded after this packet.
+            drain = shortcuts is not None and at_frame and not probe.repeated_times
             for frame in [*packet.decode(), *(stream.decode(None) if drain else ())]:
                 if frame.pts is None:
                     continue

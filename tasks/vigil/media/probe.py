@@ -75,6 +75,7 @@ class RecordingProbe:
     # in one request (containers.ask_for_open_bytes). Set by planning, which walks the file's boxes.
     index_bytes: tuple[int, int] | None = None
     index_sha256: str = ""
+    repeated_times: int = 0  # frames that share their presentation time with an earlier one
     # Every frame's timeline pts, sorted: for planning only (which bins hold a frame), never serialised.
     frame_pts: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
@@ -92,6 +93,11 @@ class RecordingProbe:
                 f"display rotation applied: frames stored {self.rotation}° off upright were turned {self.rotation}° "
                 "counter-clockwise before analysis, as players show them; coordinates are in displayed-frame pixels "
                 f"({self.display_size[0]}×{self.display_size[1]})"
+            )
+        if self.repeated_times:
+            notes.append(
+                f"{self.repeated_times} frames share their presentation time with another frame (a recorder "
+                "or muxer fault, or an edited file): at each such time only the first frame shown is analysed"
             )
         if self.synthesized_fps:
             notes.append(
@@ -309,4 +315,5 @@ class _Scan:
             for kind, delta, tick, pos in self.events
         )
         return RecordingProbe(start_pts=start, end_pts=end, frame_count=len(presentation), keyframes=tuple(keyframes),
-                              discontinuities=discontinuities, frame_pts=tuple(presentation), **fields)  # fmt: skip
+                              discontinuities=discontinuities, frame_pts=tuple(presentation),
+                              repeated_times=len(presentation) - len(rank), **fields)  # fmt: skip

@@ -125,7 +125,9 @@ def write_report(out: str, recording: str, html_path: str | None, blur: bool, co
     detections = rows("SELECT * FROM detections WHERE recording_id = $1")
     frames = rows("SELECT * FROM frames WHERE recording_id = $1 ORDER BY pts_s")
     try:
-        with SourceFrames(manifest.source, manifest.probe, conn_id, out, conn_id) as fetch:
+        # No index copy here: this manifest was read from the output store, where anyone may
+        # write, so it does not choose the bytes FFmpeg opens the recording with.
+        with SourceFrames(manifest.source, manifest.probe, conn_id) as fetch:
             html = render_review(manifest, tables, detections, frames, fetch, blur, clips, reviews)
     except (VigilError, OSError) as exc:
         if blur:

@@ -19,7 +19,7 @@ from typing import BinaryIO
 from vigil.errors import VigilError
 from vigil.store import layout
 from vigil.store.storage import storage_for
-from vigil.store.verified import read_verified
+from vigil.store.verified import AlteredFileError, read_verified
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ def save_index(out: str, conn_id: str | None, data: bytes) -> str:
     """Keep ``data`` (a recording's index) in the output store; its SHA-256, or "" where it could
     not be written (the shards then read the index from the recording)."""
     sha256 = hashlib.sha256(data).hexdigest()
-    try:
-        storage_for(out, conn_id).write_bytes(layout.index_copy_uri(out, sha256), data, if_absent=True)
+    try:  # written every time: the name is the content's hash, so a squatted name is put right
+        storage_for(out, conn_id).write_bytes(layout.index_copy_uri(out, sha256), data)
     except (VigilError, OSError) as exc:
         log.warning("%s: could not keep a copy of the recording's index (%s); shards read it from the recording", out, exc)
         return ""
@@ -57,12 +57,15 @@ def lend_index(handle: BinaryIO, out: str, conn_id: str | None, index_bytes, ind
     if keep is None or not index_bytes or not index_sha256:
         return False
     start, end = index_bytes
+    if not 0 <= start < end <= getattr(getattr(handle, "info", None), "size", -1):
+        return False
+    storage, uri = storage_for(out, conn_id), layout.index_copy_uri(out, index_sha256)
     try:
-        data = read_verified(storage_for(out, conn_id), layout.index_copy_uri(out, index_sha256), index_sha256)
+        if storage.stat(uri).size != end - start:  # checked before reading: anyone may have replaced it
+            raise AlteredFileError(f"{uri}: not the size of the recording's index")
+        data = read_verified(storage, uri, index_sha256)
     except (VigilError, OSError) as exc:
         log.warning("index copy not used (%s); reading the index from the recording", exc)
-        return False
-    if len(data) != end - start:
         return False
     keep(start, data)
     return True

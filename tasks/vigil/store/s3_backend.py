@@ -243,8 +243,8 @@ class S3RangeReader(io.RawIOBase):
         """Serve ``data`` as the bytes from ``start`` without fetching them (a verified copy of the
         recording's index); a read stops at their end."""
         with self._lock:
+            self._cached += len(data) - len(self._spans.pop(start, b""))
             self._spans[start] = bytes(data)
-            self._cached += len(data)
             self._range_ends.add(start + len(data))
 
     def readinto(self, buffer) -> int:
@@ -290,8 +290,8 @@ class S3RangeReader(io.RawIOBase):
             self.bytes_fetched += len(data)
             self.requests += 1
             self._fetched_to = pos + len(data)
+            self._cached += len(data) - len(self._spans.pop(pos, b""))
             self._spans[pos] = data
-            self._cached += len(data)
             while self._cached > self._cache_bytes and len(self._spans) > 1:
                 self._cached -= len(self._spans.popitem(last=False)[1])
         return pos, data
