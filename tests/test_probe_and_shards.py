@@ -9,7 +9,7 @@ from vigil.errors import RecordingError
 from vigil.media.frames import DecodePlan, keyframes_between, sampled_frames
 from vigil.media.probe import Keyframe, RecordingProbe, probe
 from vigil.media.sharding import plan_shards, sample_bin
-from vigil.store.s3_backend import S3RangeReader
+from vigil.store.s3_reader import S3RangeReader
 
 
 def _probe_of(path):

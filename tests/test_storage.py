@@ -5,7 +5,7 @@ import pytest
 
 from vigil.errors import ObjectNotFound, ParameterError
 from vigil.store.file_backend import FileStorage
-from vigil.store.s3_backend import S3RangeReader
+from vigil.store.s3_reader import S3RangeReader
 from vigil.uri import file_uri, is_within, join_uri, parse_uri
 
 
