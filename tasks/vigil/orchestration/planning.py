@@ -126,7 +126,7 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
     with storage.open(info.uri, etag=info.etag) as handle:
         # Before hashing starts: the box headers and the index are bytes FFmpeg reads first anyway.
         index_bytes = mp4_index_bytes(handle)
-        index = read_index(handle, index_bytes) if index_bytes else b""
+        index_data = read_index(handle, index_bytes) if index_bytes else b""
         reader = HashingReader(handle)
         try:
             described = probe(reader, info.uri, request.params.frame_rate)
@@ -135,8 +135,9 @@ def plan(info: ObjectInfo, request: RunRequest, max_shards: int = MAX_SHARDS) ->
             raise
         sha256 = reader.hexdigest()
     _check_expected_hash(storage, info.uri, sha256, expected)
-    if index and "mp4" in described.container_format.split(","):  # shards read its copy (store/index_copy.py)
-        described = replace(described, index_bytes=index_bytes, index_sha256=save_index(request.out, request.out_conn_id, index))
+    if index_data and "mp4" in described.container_format.split(","):  # shards read its copy (store/index_copy.py)
+        copy_sha256 = save_index(request.out, request.out_conn_id, index_data)
+        described = replace(described, index_bytes=index_bytes, index_sha256=copy_sha256)
     tasks = _shard_tasks(info, request, described, sha256, max_shards)
     for index in range(1, described.video_streams):  # every further video stream: a recording of its own
         with storage.open(info.uri, etag=info.etag) as handle:

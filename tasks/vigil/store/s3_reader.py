@@ -19,7 +19,10 @@ class S3RangeReader(io.RawIOBase):
     ``max_read``, so a shard streaming its part pays few requests and little overshoot. ``expect``
     says where the caller's byte range ends (a shard's, from its plan): GETs stop there unless a
     read itself asks for more, and reads past it start small again (the decoder's few packets of
-    look-ahead). Fetched ranges are kept, least recently used dropped first, up to
+    look-ahead); a read that reaches that end returns short rather than fetch past it.
+    ``fetch_ranges`` fetches given ranges (a container's start and index) in one GET each, and
+    ``keep`` serves given bytes (a verified copy of the index) without fetching them; reads stop
+    at their ends too. Fetched ranges are kept, least recently used dropped first, up to
     ``cache_bytes``: a caller that reads the same pictures twice (review pictures after appearance
     descriptors) fetches them once. Every GET is pinned to the ETag seen when the object was opened
     (``IfMatch``), so an object replaced mid-read fails loudly instead of mixing two versions.
