@@ -17,7 +17,7 @@ from fractions import Fraction
 from vigil.errors import ManifestError
 from vigil.store.commit import check_against_manifest
 from vigil.store.contracts import SourceVersion
-from vigil.store.layout import manifest_recording, manifest_uris, partition_value
+from vigil.store.layout import INDEXES, manifest_recording, manifest_uris, partition_value
 from vigil.store.schema import ALL_TABLES, DERIVED_TABLES, MANIFESTS, STATUSES, TABLES
 from vigil.store.storage import Storage
 from vigil.uri import join_uri
@@ -249,6 +249,8 @@ def verify(storage: Storage, out: str) -> Report:
                 report.notes.append(f"{info.uri}: not listed by its recording's manifest (superseded; ignored by readers)")
             else:
                 report.problems.append(f"{info.uri}: output file of recording {recording!r}, which has no manifest")
+    for info in storage.list(join_uri(out, INDEXES)):  # index copies (store/index_copy.py): a cache, but
+        _check_index_copy(storage, info, report)  # one someone changed means the output store was tampered with
     if not listing.found and not listing.problems:
         report.problems.append(f"{join_uri(out, MANIFESTS)}: no manifest found; is this a vigil output location?")
     return report
@@ -271,6 +273,19 @@ def _check_file(storage: Storage, uri: str, entry: dict, report: Report) -> None
         report.problems.append(f"{uri}: row count differs from the manifest's {entry['rows']}")
         return
     report.checked.append(uri)
+
+
+def _check_index_copy(storage: Storage, info, report: Report) -> None:
+    """A copy of an MP4 index must hash to its own name. vigil never uses one that does not, and a
+    missing copy only costs reading the index from the recording again, so only a change is a problem."""
+    from vigil.media.containers import MAX_INDEX_BYTES
+
+    name = info.uri.rsplit("/", 1)[-1].removesuffix(".moov")
+    if info.size > MAX_INDEX_BYTES or hashlib.sha256(storage.read_bytes(info.uri)).hexdigest() != name:
+        report.problems.append(f"{info.uri}: altered: not the index copy its name says (vigil does not use it; "
+                               "the output store was written to by someone else)")  # fmt: skip
+    else:
+        report.checked.append(info.uri)
 
 
 def _check_tiling(manifest: Manifest, uri: str, report: Report) -> None:
