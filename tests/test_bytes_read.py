@@ -91,7 +91,7 @@ def _outputs(out: str, conn_id: str | None) -> dict:
             "sampled_frames": manifest.totals["sampled_frames"]}  # fmt: skip
 
 
-# Measured 2.078x and 2.119x; the issue's goal is 2.1x and 2.5x (README "Scale": the shards read
+# Measured 2.078x and 2.117x; the issue's goal is 2.1x and 2.5x (README "Scale": the shards read
 # the MP4 index from its copy in the output store, review pictures only their frames' bytes).
 @pytest.mark.parametrize(("copies", "shard_seconds", "bound"), [(26, 600, 2.1), (5, 60, 2.2)])
 def test_a_run_reads_each_recording_about_twice(tmp_path, s3_storage, counted_endpoint, copies, shard_seconds, bound):

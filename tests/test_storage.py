@@ -128,6 +128,16 @@ def test_s3_range_reader_fetches_given_ranges_in_one_request_each_and_reads_stop
     assert (reader.requests, reader.bytes_fetched) == (2, 4096 + 320_000), "all from what was fetched"
     reader.fetch_ranges([(700_000, 1_020_000)])
     assert reader.requests == 2, "a range already kept is not fetched again"
+    reader.seek(500_000)
+    assert reader.read(8) == data[500_000:500_008]  # a box header read (planning walks the boxes): 32 KiB from there
+    fetched = reader.bytes_fetched
+    reader.fetch_ranges([(500_000, 600_000)])  # then the box whole
+    assert reader.bytes_fetched - fetched == 600_000 - (500_000 + (32 << 10)), "what is kept from its start is not fetched again"
+    reader.seek(500_000)
+    got = b""
+    while len(got) < 100_000:
+        got += reader.read(100_000 - len(got))
+    assert got == data[500_000:600_000]
 
 
 def test_s3_range_reader_reads_short_at_the_expected_end_instead_of_fetching_past_it(s3_storage):

@@ -67,7 +67,7 @@ class S3RangeReader(io.RawIOBase):
         self._expected_end = min(max(0, end), self._size)
 
     def fetch_ranges(self, ranges) -> None:
-        """Fetch each ``(start, end)`` range not already kept, in one GET of exactly its size (the
+        """Fetch each ``(start, end)`` range, less what is already kept at its start, in one GET (the
         bytes a container is opened with: its start and its index); a read stops at their ends."""
         merged: list[list[int]] = []
         for start, end in sorted((max(0, a), min(b, self._size)) for a, b in ranges if b > a):
@@ -77,9 +77,10 @@ class S3RangeReader(io.RawIOBase):
                 merged.append([start, end])
         for start, end in merged:
             self._range_ends.add(end)
-            with self._lock:
-                kept = any(at <= start and end <= at + len(data) for at, data in self._spans.items())
-            if not kept and start < end:
+            with self._lock:  # what kept spans already hold from its start on is not fetched again
+                while (held := next((at + len(d) for at, d in self._spans.items() if at <= start < at + len(d)), None)):
+                    start = held
+            if start < end:
                 self._get(start, end - start)
 
     def keep(self, start: int, data: bytes) -> None:
