@@ -86,6 +86,37 @@ def test_onnx_runtime_and_pytorch_agree_on_real_photos():
     assert np.abs(a.keypoints[..., :2] - b.keypoints[..., :2]).max() < 1.0
 
 
+def test_direct_onnx_path_gives_exactly_what_ultralytics_onnx_predictor_gives(footage):
+    """``runtime=onnx`` runs the exported graph with the pixel conversion inside it and numpy
+    suppression (vigil.model.onnx_pose): the same float input to the same graph, so the same
+    numbers as Ultralytics' predictor on that file, on photos and on batches of footage frames."""
+    import av
+    from ultralytics import YOLO
+
+    from vigil.model.detections import Detections
+    from vigil.model.detector import default_model_file, export, letterbox_shape
+    from vigil.model.onnx_pose import OnnxPose
+
+    with av.open(str(footage)) as container:
+        frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(video=0)) if i % 25 == 0][:24]
+    detector = load_detector(ProcessParams(runtime="onnx"))
+    people = 0
+    for batch in [[_photo("bus.jpg")], [_photo("zidane.jpg")], frames[:8], frames[8:16], frames[16:]]:
+        shape = letterbox_shape(*batch[0].shape[:2], 640)
+        predictor = YOLO(str(export(default_model_file(), shape, "onnx")), task="pose")
+        expected = [Detections.from_ultralytics(r) for r in predictor.predict(
+            batch, imgsz=shape, conf=0.25, classes=[0], device="cpu", batch=len(batch), verbose=False)]  # fmt: skip
+        found = detector.detect(batch)
+        assert isinstance(detector._models[shape], OnnxPose)
+        for a, b in zip(found, expected, strict=True):
+            assert len(a) == len(b)
+            np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+            np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-6)
+            np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+            people += len(a)
+    assert people >= 20
+
+
 def test_shards_that_differ_only_in_sampling_or_decoding_share_one_loaded_model():
     first = load_detector(ProcessParams(sample_fps=1, shard_seconds=60, static_gate=1.0))
     assert load_detector(ProcessParams(sample_fps=2, decoder="cpu")) is first

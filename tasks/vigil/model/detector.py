@@ -101,10 +101,11 @@ def instruction_path(precision: str) -> str:
 class PoseDetector:
     """Batched person + pose detection on BGR frames, with PyTorch, ONNX Runtime or OpenVINO.
 
-    PyTorch and ONNX Runtime go through Ultralytics' own pre- and post-processing; OpenVINO runs
-    the same letterbox and suppression with the pixel conversion compiled into the model
-    (``vigil.model.openvino_pose``). ONNX and OpenVINO models are exported from the hash-checked
-    weights once per input shape and cached (the export needs no network).
+    PyTorch goes through Ultralytics' own pre- and post-processing; OpenVINO and ONNX Runtime run
+    the same letterbox and suppression in numpy with the pixel conversion inside the model
+    (``vigil.model.openvino_pose``, ``vigil.model.onnx_pose``). ONNX and OpenVINO models are
+    exported from the hash-checked weights once per input shape and cached (the export needs no
+    network).
     """
 
     def __init__(self, model_file: ModelFile, params: ProcessParams):
@@ -154,6 +155,10 @@ class PoseDetector:
 
                 cache = model_cache_dir() / f"compiled-{INPUT_VARIANT}"
                 self._models[key] = OpenVINOPose(partial(compiled_pose_model, path, shape, cache), shape, self.params.conf)
+            elif self.runtime_name == "onnx":
+                from vigil.model.onnx_pose import OnnxPose
+
+                self._models[key] = OnnxPose(path, shape, self.params.conf)
             else:
                 from ultralytics import YOLO
 
@@ -161,8 +166,9 @@ class PoseDetector:
         return self._models[key]
 
     def before_fork(self) -> None:
-        """Drop what cannot cross a fork: OpenVINO's compiled models (their blobs stay cached, so
-        a forked task compiles again in a fraction of a second). Others are kept."""
+        """Drop what cannot cross a fork: OpenVINO's compiled models and ONNX Runtime's sessions
+        (``per_process``; a forked task builds them again in a fraction of a second). PyTorch's
+        model is kept."""
         for model in self._models.values():
             if hasattr(model, "release"):
                 model.release()
@@ -172,11 +178,11 @@ class PoseDetector:
         if not images:
             return []
         shape = letterbox_shape(*images[0].shape[:2], self.params.imgsz)
-        if self.runtime_name.startswith("openvino"):
+        if self.runtime_name != "torch":
             return self._model_for(shape).detect(images)
         results = self._model_for(shape).predict(
             images,
-            imgsz=self.params.imgsz if self.runtime_name == "torch" else shape,
+            imgsz=self.params.imgsz,
             conf=self.params.conf,
             classes=[PERSON_CLASS],
             device=self.params.device,
