@@ -23,7 +23,7 @@ def two_cameras(tmp_path_factory):
 
 def test_every_track_has_one_unit_descriptor_listed_in_the_manifest_and_verified(two_cameras):
     from vigil.review import query
-    from vigil.store.manifest import verify
+    from vigil.store.integrity import verify
     from vigil.store.storage import storage_for
 
     out, rec1, rec2 = two_cameras

@@ -60,7 +60,7 @@ def test_walking_people_raise_no_lying_or_suspended_events(long_runs):
 
 
 def test_derived_tables_and_pictures_are_in_the_manifest_and_verified(long_runs):
-    from vigil.store.manifest import verify
+    from vigil.store.integrity import verify
     from vigil.store.file_backend import FileStorage
 
     out = long_runs[60][1]

@@ -113,7 +113,7 @@ def _tries_of(storage, result) -> set:
 def _finalize_and_verify(storage, output, shards, raced):
     from vigil.orchestration import pipeline
     from vigil.orchestration.finalize import finalize
-    from vigil.store.manifest import verify
+    from vigil.store.integrity import verify
 
     results = [raced] + [pipeline.detect_shard(task) for task in shards if task.shard.index != raced.shard.index]
     finalize(results)

@@ -104,7 +104,7 @@ def run_report(args) -> int:
 
 
 def run_verify(args) -> int:
-    from vigil.store.manifest import verify
+    from vigil.store.integrity import verify
     from vigil.store.storage import storage_for
 
     from vigil.review.clips import verify_clips

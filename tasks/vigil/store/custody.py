@@ -6,7 +6,7 @@ verdict, with the hash of the rows it is about); ``layout.sealed_record_uris`` l
 ``seal`` is the one call made after writing any of them (finalize, ``vigil clip``, ``vigil
 review``, the plugin's form, a CVAT import): sign it (when the operator configured a key), record
 it in the ledger, ask the configured TSAs for timestamps. ``check`` is what ``vigil verify
---trust`` adds to the file-by-file checks of ``store.manifest.verify``, ``verify_clips`` and
+--trust`` adds to the file-by-file checks of ``store.integrity.verify``, ``verify_clips`` and
 ``verify_decisions``:
 
 - every record is signed by a trusted key (a forged file with a resealed record fails here);
