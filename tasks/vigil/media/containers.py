@@ -11,6 +11,11 @@ from typing import BinaryIO
 BYTE_SEEK_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpegtsraw"}
 
 
+def seeks_by_byte(format_name: str) -> bool:
+    """Whether a container (FFmpeg's format name, possibly a comma list) is one of those."""
+    return bool(set(format_name.split(",")) & BYTE_SEEK_FORMATS)
+
+
 # What FFmpeg reads of a file's start to open it: format probing (2 KiB) and an MP4's first boxes.
 OPEN_READ = 4096
 # The largest index taken whole (about 0.3 MB an hour at 25 frames/s: 64 MiB is over a week); a
@@ -70,10 +75,26 @@ def ask_for_open_bytes(source: BinaryIO, index_bytes: tuple[int, int] | None) ->
 def rewind(container, stream) -> None:
     """Back to the first packet. By byte where the container has no index: a timestamp seek to 0 in
     an MPEG-TS whose clock wraps or resets lands wherever pts 0 happens to be."""
-    if container.format.name in BYTE_SEEK_FORMATS or set(container.format.name.split(",")) & BYTE_SEEK_FORMATS:
+    if seeks_by_byte(container.format.name):
         container.seek(0, unsupported_byte_offset=True)
     else:
         container.seek(0, stream=stream)
+
+
+def first_frame_rotation(container, stream) -> int:
+    """The display rotation of the first decodable frame (the container's display matrix)."""
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            angle = display_rotation(frame)
+            break
+        else:
+            angle = 0
+        rewind(container, stream)
+    except av.error.FFmpegError:
+        return 0
+    return angle
 
 
 def video_streams(container) -> list:

@@ -16,11 +16,12 @@ from typing import BinaryIO
 from vigil.config import as_fraction
 from vigil.errors import RecordingError
 from vigil.media.containers import (  # noqa: F401 (re-exported: frames and callers take them from here too)
-    BYTE_SEEK_FORMATS,
     display_rotation,
+    first_frame_rotation,
     has_no_timestamps,
     reason as _reason,
     rewind,
+    seeks_by_byte,
     unreadable_reason,
     upright,
     video_streams,
@@ -33,8 +34,6 @@ MAX_PIXELS = 4096 * 4096  # FFmpeg's own fuzzing cap; larger headers are refused
 MAX_SECONDS_PER_FRAME = 3600
 MAX_DURATION_S = 366 * 24 * 3600
 MAX_LISTED = 20  # clock breaks spelled out as warnings (a motion-triggered recorder jumps forward often)
-# Containers without a seek index: shards seek to a keyframe packet's byte position instead.
-BYTE_SEEK_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "mpegtsraw"}
 
 
 @dataclass(frozen=True)
@@ -119,9 +118,7 @@ class RecordingProbe:
     @property
     def byte_seek(self) -> bool:
         """Shards seek by byte position (the container has no index, or its clock breaks)."""
-        return self.container_format in BYTE_SEEK_FORMATS or bool(
-            set(self.container_format.split(",")) & BYTE_SEEK_FORMATS
-        )
+        return seeks_by_byte(self.container_format)
 
     @property
     def tb(self) -> Fraction:
@@ -207,7 +204,7 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         # Read everything needed from the stream now: its fields are invalid once it is closed.
         container_format, codec = container.format.name, ctx.name
         declared_frames = int(stream.frames or 0)
-        rotation = _rotation(container, stream)
+        rotation = first_frame_rotation(container, stream)
         synthesized = frame_rate is not None and has_no_timestamps(container, stream)
         tb = 1 / as_fraction(frame_rate) if synthesized else Fraction(stream.time_base)
         clock = Clock(tb, 0 if synthesized else wrap_bits_for(container_format))
@@ -240,22 +237,6 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         wrap_bits=clock.period.bit_length() - 1 if clock.period else 0, stream_index=stream_index,
         container_stream=stream_id, video_streams=len(streams), synthesized_fps=float(frame_rate) if synthesized else 0.0,
     )  # fmt: skip
-
-
-def _rotation(container, stream) -> int:
-    """The display rotation of the first decodable frame (the container's display matrix)."""
-    import av
-
-    try:
-        for frame in container.decode(stream):
-            angle = display_rotation(frame)
-            break
-        else:
-            angle = 0
-        rewind(container, stream)
-    except av.error.FFmpegError:
-        return 0
-    return angle
 
 
 class _Scan:
