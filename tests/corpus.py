@@ -269,3 +269,23 @@ def recorder_gap(footage: Path, target: Path, gap_s: float, seconds: float = 6) 
             packet.stream = out_stream
             output.mux(packet)
     return target
+
+
+def trimmed_by_stream_copy(source: Path, target: Path, cut_s: float) -> Path:
+    """``source`` cut at ``cut_s`` without re-encoding, as ``ffmpeg -ss T -i in -c copy out.mp4``
+    and phone or NLE trims do: copying starts at the keyframe before the cut, and the MP4 gets an
+    edit list that hides the pictures before it (FFmpeg flags their packets "discard")."""
+    import av
+
+    with av.open(str(source)) as container, av.open(str(target), "w") as output:
+        stream = container.streams.video[0]
+        out_stream = output.add_stream_from_template(stream)
+        cut = int(round(cut_s / stream.time_base))
+        packets = [p for p in container.demux(stream) if p.dts is not None]
+        start = max(i for i, p in enumerate(packets) if p.is_keyframe and p.pts <= cut)
+        for packet in packets[start:]:
+            packet.pts -= cut
+            packet.dts -= cut
+            packet.stream = out_stream
+            output.mux(packet)
+    return target

@@ -137,6 +137,33 @@ def test_skipping_unneeded_packets_samples_exactly_the_frames_full_decoding_woul
     assert _sampled(recording, shard_seconds, sample_fps) == _every_frame_then_first_per_bin(recording, sample_fps)
 
 
+@pytest.mark.parametrize("encode", ["b_frames_odd_gop", "b_pyramid", "open_gop"])
+@pytest.mark.parametrize("sample_fps, shard_seconds", [(1.0, 600), (2.0, 3), (5.0, 4)])
+def test_a_file_trimmed_by_stream_copy_starts_at_the_first_frame_players_show(
+    footage, tmp_path, encode, sample_fps, shard_seconds
+):
+    """Its edit list hides the pictures from the keyframe before the cut: they are decoded (the
+    first shown frames refer to them) but are not frames of the recording. Time 0 and index 0 are
+    the first frame shown; every bin matches decoding every frame; a warning says how many."""
+    import av
+
+    import corpus
+
+    source = tmp_path / "source.mp4"
+    if encode == "open_gop":
+        corpus.b_frames_odd_gop(footage, source, open_gop=True)
+    else:
+        getattr(corpus, encode)(footage, source)
+    trimmed = corpus.trimmed_by_stream_copy(source, tmp_path / "trimmed.mp4", cut_s=3.3)
+    described = _probe_of(trimmed)
+    with av.open(str(trimmed)) as container:
+        shown = sorted(f.pts for f in container.decode(video=0))
+    assert described.hidden_frames > 0 and described.frame_count == len(shown) and described.start_pts == shown[0] == 0
+    assert any("edit list hides" in note for note in described.warnings)
+    assert not any("truncated" in note for note in described.warnings)
+    assert _sampled(trimmed, shard_seconds, sample_fps) == _every_frame_then_first_per_bin(trimmed, sample_fps)
+
+
 @pytest.fixture
 def plans(monkeypatch):
     """Every DecodePlan a test's shards make, to count what they decoded and skipped."""
@@ -280,6 +307,24 @@ def test_probe_refuses_unreadable_input_naming_it(tmp_path, make, message):
         _probe_of(path)
     assert str(path) in str(caught.value)
     assert not caught.value.retryable
+
+
+def test_an_mp4_cut_short_before_its_index_is_named_as_such(footage, tmp_path):
+    """Recorders that lose power write no index (moov box at the end): say so and what can be done."""
+    import av
+
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(footage)) as src, av.open(str(whole), "w", format="mp4") as dst:  # index at the end
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    cut = tmp_path / "cam3.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    with pytest.raises(RecordingError, match="without its index") as caught:
+        _probe_of(cut)
+    assert "untrunc" in str(caught.value) and str(cut) in str(caught.value)
 
 
 def test_a_run_needing_more_shards_than_airflow_can_map_is_planned_whole(tmp_path, footage):

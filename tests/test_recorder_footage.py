@@ -70,6 +70,19 @@ def test_a_wrapping_33_bit_clock_is_continuous(footage, tmp_path, reference):
     assert _same_pictures(wrapped, 7) == reference
 
 
+@pytest.mark.parametrize("before_wrap_s", [7.31, 7.35, 7.42])
+def test_every_frame_around_a_clock_wrap_amid_b_frames_is_analysed(footage, tmp_path, before_wrap_s):
+    """B-frames decoded after the wrap but shown before it (or the other way round) are not lost:
+    sampling every frame of a 10-fps recording gives the MP4's frames, whatever the shard length."""
+    recording = corpus.b_frames_odd_gop(footage, tmp_path / "b.mp4")
+    wrapped = corpus.wrapping_clock(recording, tmp_path / "wrap.ts", before_wrap_s=before_wrap_s)
+    assert [d.kind for d in _probe_of(wrapped).discontinuities] == ["wrap"]
+    expected = [(i, s) for i, _, s in _sampled(recording, 600, 10.0)]
+    assert len(expected) == 200
+    for shard_seconds in (600, 3):
+        assert [(i, s) for i, _, s in _sampled(wrapped, shard_seconds, 10.0)] == expected
+
+
 def test_a_forward_jump_stays_a_gap_in_one_row(footage, tmp_path):
     jumped = corpus.forward_jump(footage, tmp_path / "jump.ts", gap_s=100)
     described = _probe_of(jumped)

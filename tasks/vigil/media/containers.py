@@ -29,29 +29,35 @@ def mp4_index_bytes(source: BinaryIO, limit: int = 64) -> tuple[int, int] | None
     """``(start, end)`` of an MP4/MOV file's index (its top-level ``moov`` box), found by walking
     the top-level box headers (a few bytes each); None for other files, or where the boxes do not
     add up. The read position is left where it was."""
+    for kind, pos, end in _top_level_boxes(source, limit):
+        if kind == b"moov":
+            return (pos, end) if end - pos <= MAX_INDEX_BYTES else None
+    return None
+
+
+def _top_level_boxes(source: BinaryIO, limit: int):
+    """``(kind, start, end)`` of an MP4/MOV file's top-level boxes, up to ``limit`` of them or the
+    first that does not add up; none for a file that does not start like one."""
     start = source.tell()
     try:
         size = source.seek(0, io.SEEK_END)
         pos = 0
         for number in range(limit):
             if pos + 8 > size:
-                return None
+                return
             source.seek(pos)
             header = _read(source, 8)
             length, kind = int.from_bytes(header[:4], "big"), header[4:8]
             if len(header) < 8 or (number == 0 and kind not in _FIRST_BOXES) or not kind.isascii():
-                return None
+                return
             if length == 1:  # a 64-bit size follows
                 length = int.from_bytes(_read(source, 8).rjust(8, b"\0"), "big")
             elif length == 0:  # to the end of the file
                 length = size - pos
             if length < 8:
-                return None
-            if kind == b"moov":
-                end = min(pos + length, size)
-                return (pos, end) if end - pos <= MAX_INDEX_BYTES else None
+                return
+            yield kind, pos, min(pos + length, size)
             pos += length
-        return None
     finally:
         source.seek(start)
 
@@ -77,6 +83,10 @@ def rewind(container, stream) -> None:
     an MPEG-TS whose clock wraps or resets lands wherever pts 0 happens to be."""
     if seeks_by_byte(container.format.name):
         container.seek(0, unsupported_byte_offset=True)
+    elif container.format.name.startswith("mov"):
+        # Before the first sample, not to time 0: an edit list can hide a group's keyframe before
+        # time 0, and a seek to 0 then lands on a later keyframe (measured with open groups).
+        container.seek(-(1 << 62), stream=stream, backward=True)
     else:
         container.seek(0, stream=stream)
 
@@ -135,8 +145,9 @@ PROPRIETARY = {
 }  # fmt: skip
 
 
-def unreadable_reason(uri: str, exc: BaseException) -> str:
-    """Why FFmpeg could not open a file, naming a proprietary recorder format where it is one."""
+def unreadable_reason(uri: str, exc: BaseException, source: BinaryIO | None = None) -> str:
+    """Why FFmpeg could not open a file, naming a proprietary recorder format where it is one, and
+    an MP4 cut short before its index was written (given the file, ``source``)."""
     from pathlib import PurePosixPath
 
     suffix = PurePosixPath(uri.split("?")[0]).suffix.lower()
@@ -146,7 +157,23 @@ def unreadable_reason(uri: str, exc: BaseException) -> str:
             "footage from the vendor's player (or the recorder itself) to MP4 or MPEG-TS and analyse that export, "
             f"keeping this original as it is ({reason(exc)})"
         )
+    if source is not None and _mp4_without_index(source):
+        return (
+            "an MP4/MOV file without its index (no moov box): it was cut short before the recorder wrote the index "
+            "(power lost while recording, or an interrupted copy), so its frames cannot be placed in time. Keep this "
+            "original as it is; a repair tool given a healthy file from the same camera (e.g. untrunc) can rebuild "
+            f"the index in a working copy, which can then be analysed ({reason(exc)})"
+        )
     return f"not a readable media container ({reason(exc)})"
+
+
+def _mp4_without_index(source: BinaryIO) -> bool:
+    """Whether ``source`` starts like an MP4/MOV file but has no top-level ``moov`` box."""
+    try:
+        kinds = [kind for kind, _, _ in _top_level_boxes(source, limit=1 << 16)]
+    except OSError:
+        return False
+    return bool(kinds) and b"moov" not in kinds
 
 
 def display_rotation(frame) -> int:

@@ -2,7 +2,8 @@
 
 Seek once to the keyframe at or before the shard start, then decode forward (seeking per sample
 is slower with long GOPs). ``frame_index`` is the frame's index in the whole stream: counted in
-presentation order from the last keyframe the decoder gave back, whose index the probe knows.
+presentation order from the last keyframe the decoder gave back, whose index the probe knows, by
+the packets demuxed since (not by the frames decoded: a damaged stream loses frames silently).
 Only sampled frames are converted to pixels.
 
 A bin with no decodable frame is still reported, so "nobody was there" is never confused with
@@ -88,6 +89,24 @@ def sampled_frames(
 
 
 @dataclass
+class _Loss:
+    """After a packet fails to decode, or a frame comes out flagged corrupt, nothing the decoder
+    hands out can be trusted until a keyframe sent after that comes out: frames that refer to a
+    lost picture come out concealed (an older picture, or grey) without any flag, and counting
+    indices on from a keyframe sent before the loss would skip the lost frames unseen. Those bins
+    come out "undecodable"."""
+
+    active: bool = False
+    fresh_keyframes: set = field(default_factory=set)  # timeline times of keyframes sent since
+
+    def begin(self) -> None:
+        self.active, self.fresh_keyframes = True, set()
+
+    def end(self) -> None:
+        self.active, self.fresh_keyframes = False, set()
+
+
+@dataclass
 class _Bins:
     with_packets: set[int] = field(default_factory=set)  # bins the shard demuxed a packet in
     sampled: set[int] = field(default_factory=set)  # bins whose frame has been handed out
@@ -100,6 +119,7 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
 
     known = {k.pts: k.frame_index for k in keyframes}
     known[shard.anchor_pts] = shard.anchor_index
+    known[probe.start_pts] = 0  # the first frame shown, also where an edit list hid its keyframe
     plan = DecodePlan([probe.seconds(pts) for pts in sorted(known)], needed_from=shard.start, sample_fps=fps, end=shard.end)
     ask_for_open_bytes(source, probe.index_bytes)
     try:
@@ -114,14 +134,25 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
         placer = Placer(probe, shard.anchor_index)
         skip_before = seek_to_anchor(container, stream, probe, shard, placer)
         skipped = SkippedPictures(stream.codec_context, skip_pictures, probe.seconds(shard.anchor_pts), fps)
+        loss = _Loss()
+        # Every packet's timeline pts since the anchor, sorted: a frame's index is its predecessor's
+        # plus the packets presented between them, so a picture the decoder drops without a word
+        # (damage) or is not asked for (skipped) still counts, as the probe counted it.
+        demuxed: list[int] = []
 
         def wants(packet) -> bool:
             if skip_before is not None and packet.pos is not None and 0 <= packet.pos < skip_before:
                 return False  # before the anchor's packet (a byte seek, or decoding from the start)
+            if packet.is_discard:
+                return True  # hidden by an edit list (as in the probe): a reference only, its frame never comes out
             seconds = placer.packet(packet)
+            if seconds is not None:
+                bisect.insort(demuxed, placer.last_placed)
             if seconds is not None and shard.start <= seconds < shard.end:
                 bins.with_packets.add(sample_bin(seconds, fps))
             if plan.wants(packet.is_keyframe, seconds) and not skipped.skips(packet, seconds, plan.needed_from):
+                if packet.is_keyframe and loss.active:
+                    loss.fresh_keyframes.add(seconds)
                 return True
             placer.declined()
             return False
@@ -131,12 +162,22 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             if frame is None:
                 skipped.lost()
                 frame_index = None  # frames were lost: indices are unknown until the next keyframe
+                loss.begin()
                 continue
             pts = placer.frame(frame)
             if pts is None or pts < shard.anchor_pts:
                 continue  # before the anchor: the demuxer seeked earlier than asked
             seconds = probe.seconds(pts)
             skipped.came_out(seconds)
+            if frame.is_corrupt:  # FFmpeg decoded it with errors
+                skipped.lost()
+                frame_index = None
+                loss.begin()
+                continue
+            if loss.active and not probe.synthesized_fps:
+                if seconds not in loss.fresh_keyframes or pts not in known:
+                    continue  # out before a keyframe sent after the loss: may show concealment, not the scene
+                loss.end()
             if frame.width * frame.height > MAX_PIXELS:
                 frame_index = None  # a mid-stream size change past the cap: not analysed, "undecodable"
                 continue
@@ -144,8 +185,10 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
                 frame_index = known[pts]  # (re-)anchor on a keyframe whose index the probe knows
             elif previous is not None and pts <= previous[0]:
                 continue  # a leading picture of an open GOP, counted before the anchor
+            elif frame_index is not None and probe.synthesized_fps:
+                frame_index += 1 + skipped.between(previous[1], seconds)  # times are given as frames come out
             elif frame_index is not None:
-                frame_index += 1 + skipped.between(previous[1], seconds)
+                frame_index += bisect.bisect_right(demuxed, pts) - bisect.bisect_right(demuxed, previous[0])
             previous = (pts, seconds)
 
             if seconds < shard.start:

@@ -54,6 +54,7 @@ class Placer:
         self.clock = Clock(probe.tb, probe.wrap_bits)
         self.pending: deque[tuple[int, int, int]] = deque()  # (raw key, timeline pts, segment)
         self.next_synthesized = 0
+        self.last_placed: int | None = None  # the timeline pts of the packet placed last
         self._last_pending = False  # whether the last packet placed is still the newest pending entry
 
     def from_start(self) -> None:
@@ -72,6 +73,7 @@ class Placer:
         if self.probe.synthesized_fps:
             return None  # the packet order is not the presentation order: frames are timed instead
         placed = self.clock.place(packet.pts, packet.dts)
+        self.last_placed = placed
         self._last_pending = placed is not None
         if placed is None:
             return None
@@ -98,8 +100,10 @@ class Placer:
         for i, (raw, placed, segment) in enumerate(self.pending):
             if raw == key:
                 del self.pending[i]
-                while self.pending and self.pending[0][2] < segment:
-                    self.pending.popleft()  # a later segment's frame is out: the earlier one is done
+                if self.pending and self.pending[0][2] < segment:
+                    # A later segment's frame is out: the earlier segment's frames before it are done;
+                    # those after it (B-frames decoded across a wrap or reset) are still to come.
+                    self.pending = deque(e for e in self.pending if e[2] >= segment or e[1] > placed)
                 return placed
         return None
 

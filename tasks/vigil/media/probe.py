@@ -26,23 +26,11 @@ from vigil.media.containers import (  # noqa: F401 (re-exported: frames and call
     upright,
     video_streams,
 )
+from vigil.media.packet_scan import Keyframe, PacketScan  # noqa: F401 (Keyframe re-exported)
 from vigil.media.timeline import Clock, Discontinuity, wrap_bits_for
 
 MAX_PIXELS = 4096 * 4096  # FFmpeg's own fuzzing cap; larger headers are refused before decoding
-# A recording whose clock spans more than this per frame is not footage but a broken (or hostile)
-# clock: two frames 10^14 ms apart would otherwise plan 10^11 sampling bins.
-MAX_SECONDS_PER_FRAME = 3600
-MAX_DURATION_S = 366 * 24 * 3600
 MAX_LISTED = 20  # clock breaks spelled out as warnings (a motion-triggered recorder jumps forward often)
-
-
-@dataclass(frozen=True)
-class Keyframe:
-    pts: int  # on the recording timeline, in the stream's time base
-    frame_index: int  # index of this frame in presentation order, from 0
-    pos: int = -1  # byte offset of its packet in the file (-1: the container does not say)
-    offset: int = 0  # timeline minus raw clock of its segment (what a shard's Clock starts from)
-    step: int = 0  # the clock's last frame step there (where a reset after it is placed)
 
 
 @dataclass(frozen=True)
@@ -75,6 +63,13 @@ class RecordingProbe:
     index_bytes: tuple[int, int] | None = None
     index_sha256: str = ""
     repeated_times: int = 0  # frames that share their presentation time with an earlier one
+    # Frames an MP4/MOV edit list leaves out (a file trimmed by stream copy keeps the pictures from
+    # the keyframe before its cut): decoded as references, never shown by players, not on the timeline.
+    hidden_frames: int = 0
+    # Stretches of the file no packet accounts for (damaged data the demuxer skipped, in a file read
+    # front to back): (timeline pts of the last frame before, of the first after, byte offset,
+    # length). The sampling bins between hold frames that could not be read: ``undecodable``.
+    unreadable: tuple[tuple[int, int, int, int], ...] = ()
     # Every frame's timeline pts, sorted: for planning only (which bins hold a frame), never serialised.
     frame_pts: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
@@ -82,7 +77,20 @@ class RecordingProbe:
     def warnings(self) -> list[str]:
         """Facts about the recording an investigator must know before trusting its coverage."""
         notes = []
-        if self.declared_frames and self.frame_count < self.declared_frames:
+        if self.hidden_frames:
+            notes.append(
+                f"an edit list hides {self.hidden_frames} frames (a trimmed file keeps them as references): they are "
+                "decoded, not shown by players and not analysed; time 0 and frame index 0 are the first frame shown"
+            )
+        if self.unreadable:
+            lost = sum(length for *_, length in self.unreadable)
+            first = self.unreadable[0]
+            notes.append(
+                f"{len(self.unreadable)} stretch(es) of the file, {lost} bytes in all, could not be read as packets "
+                f"(damaged data; the first at byte {first[2]}, between {float(self.seconds(first[0])):.2f} s and "
+                f"{float(self.seconds(first[1])):.2f} s): the sampling bins between are reported undecodable, not no_frame"
+            )
+        if self.declared_frames and self.frame_count + self.hidden_frames < self.declared_frames:
             notes.append(
                 f"the container declares {self.declared_frames} frames but only {self.frame_count} are readable: "
                 "the recording is truncated or damaged"
@@ -163,6 +171,7 @@ class RecordingProbe:
         values.pop("frame_pts", None)
         values["keyframes"] = tuple(Keyframe(**k) if isinstance(k, dict) else Keyframe(*k) for k in values["keyframes"])
         values["index_bytes"] = tuple(values["index_bytes"]) if values.get("index_bytes") else None
+        values["unreadable"] = tuple(tuple(span) for span in values.get("unreadable", ()))
         values["discontinuities"] = tuple(
             Discontinuity(**d) if isinstance(d, dict) else d for d in values.get("discontinuities", ())
         )
@@ -181,11 +190,7 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
     """
     import av
 
-    try:
-        container = av.open(source, mode="r", metadata_errors="ignore")
-    except (av.error.FFmpegError, ValueError, OSError) as exc:
-        raise RecordingError(uri, unreadable_reason(uri, exc)) from exc
-    with container:
+    with _open(source, uri) as container:
         streams = video_streams(container)
         if not streams:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
@@ -207,12 +212,23 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         rotation = first_frame_rotation(container, stream)
         synthesized = frame_rate is not None and has_no_timestamps(container, stream)
         tb = 1 / as_fraction(frame_rate) if synthesized else Fraction(stream.time_base)
+        stream_id = int(stream.index)
         clock = Clock(tb, 0 if synthesized else wrap_bits_for(container_format))
-        scan = _Scan()
+        scan = PacketScan()
+        # A file read front to back (not an MP4's index) is demuxed whole, so that the bytes each
+        # stream's packets take show where data could not be read.
+        sequential = not container_format.startswith("mov")
         try:
-            for packet in container.demux(stream):
+            for packet in container.demux() if sequential else container.demux(stream):
+                if sequential:
+                    scan.cover(packet)
+                    if packet.stream.index != stream_id:
+                        continue
                 if packet.size == 0 and packet.pts is None and packet.dts is None:
                     continue  # the flush packet
+                if packet.is_discard and not synthesized:
+                    scan.hide(packet, clock)  # outside the edit list: FFmpeg decodes it but drops its frame
+                    continue
                 count = scan.decoded
                 placed = count if synthesized else clock.place(packet.pts, packet.dts)
                 scan.add(placed, packet, clock, synthesized)
@@ -220,7 +236,6 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
             if not scan.presentation:
                 raise RecordingError(uri, f"cannot read packets ({_reason(exc)})") from exc
             # A truncated tail: keep what was readable; the shard plan covers only that.
-        stream_id = int(stream.index)
 
     if not scan.presentation:
         if frame_rate is None:
@@ -229,72 +244,20 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
                 "with the frame_rate parameter (vigil process --frame-rate N) to synthesise times at N fps",
             )  # fmt: skip
         raise RecordingError(uri, "video stream holds no frames")
-    if not scan.keyframes:
+    if not scan.keyframes and not scan.hidden_keyframes:
         raise RecordingError(uri, "video stream has no keyframe to start decoding from")
-    return scan.result(
-        uri, clock, container_format=container_format, codec=codec, width=width, height=height,
+    return RecordingProbe(
+        **scan.timeline(uri, clock), container_format=container_format, codec=codec, width=width, height=height,
         time_base=f"{tb.numerator}/{tb.denominator}", declared_frames=declared_frames, rotation=rotation,
         wrap_bits=clock.period.bit_length() - 1 if clock.period else 0, stream_index=stream_index,
         container_stream=stream_id, video_streams=len(streams), synthesized_fps=float(frame_rate) if synthesized else 0.0,
     )  # fmt: skip
 
 
-class _Scan:
-    """What the probe collects while demuxing, in decode order."""
+def _open(source: BinaryIO, uri: str):
+    import av
 
-    def __init__(self) -> None:
-        self.decoded = 0  # packets seen (the decode-order index of the next one)
-        self.presentation: list[int] = []
-        self.keyframes: list[tuple[int, int, int, int]] = []  # (timeline pts, pos, offset, step)
-        self.events: list[tuple[str, int, int, int]] = []  # (kind, raw step, timeline tick, pos)
-        self.latest: int | None = None
-        self.last_duration = 0
-        self._events_seen = 0
-
-    def add(self, placed: int | None, packet, clock: Clock, synthesized: bool) -> None:
-        self.decoded += 1
-        pos = packet.pos if packet.pos is not None else -1
-        if len(clock.events) > self._events_seen:
-            for kind, delta, _ in clock.events[self._events_seen :]:
-                tick = placed if placed is not None else (clock.previous[0] + clock.offset)
-                self.events.append((kind, delta, tick, pos))
-            self._events_seen = len(clock.events)
-        if placed is None:
-            return  # a packet the muxer left without a presentation time
-        self.presentation.append(placed)
-        if self.latest is None or placed > self.latest:
-            self.latest, self.last_duration = placed, (1 if synthesized else packet.duration or 0)
-        if packet.is_keyframe:
-            self.keyframes.append((placed, pos, clock.offset, clock.step))
-
-    def result(self, uri: str, clock: Clock, **fields) -> RecordingProbe:
-        presentation = sorted(self.presentation)
-        rank = {pts: i for i, pts in enumerate(presentation)}
-        last_duration = self.last_duration
-        if not last_duration:
-            gaps = [b - a for a, b in zip(presentation, presentation[1:]) if b > a]
-            last_duration = sorted(gaps)[len(gaps) // 2] if gaps else 1
-        start, end = presentation[0], presentation[-1] + last_duration
-        tb = clock.time_base
-        duration = (end - start) * tb
-        limit = min(MAX_DURATION_S, MAX_SECONDS_PER_FRAME * len(presentation))
-        if duration > limit:
-            raise RecordingError(
-                uri, f"timestamps span {float(duration):.0f} s for {len(presentation)} frames (more than "
-                f"{limit} s, {MAX_SECONDS_PER_FRAME} s a frame at most): the container's clock is broken or forged; "
-                "re-export the recording from the recorder, or remux it with fresh timestamps "
-                "(ffmpeg -fflags +genpts -i in -c copy out.mp4) and check its times by hand",
-            )  # fmt: skip
-        keyframes, seen = [], set()
-        for pts, pos, offset, step in self.keyframes:
-            if pts not in seen:
-                seen.add(pts)
-                keyframes.append(Keyframe(pts, rank[pts], pos, offset, step))
-        keyframes.sort(key=lambda k: k.pts)
-        discontinuities = tuple(
-            Discontinuity(kind, round(float((tick - start) * tb), 6), pos, round(float(delta * tb), 6))
-            for kind, delta, tick, pos in self.events
-        )
-        return RecordingProbe(start_pts=start, end_pts=end, frame_count=len(presentation), keyframes=tuple(keyframes),
-                              discontinuities=discontinuities, frame_pts=tuple(presentation),
-                              repeated_times=len(presentation) - len(rank), **fields)  # fmt: skip
+    try:
+        return av.open(source, mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise RecordingError(uri, unreadable_reason(uri, exc, source)) from exc
