@@ -289,3 +289,20 @@ def trimmed_by_stream_copy(source: Path, target: Path, cut_s: float) -> Path:
             packet.stream = out_stream
             output.mux(packet)
     return target
+
+
+def h264_in_avi(footage: Path, target: Path) -> Path:
+    """20 s at 10 fps of H.264 with B-frames in AVI, which stores no presentation times: a reader
+    gets the decode order as timestamps (what DVR exports of such streams look like)."""
+    import av
+
+    with av.open(str(target), "w", format="avi") as output:
+        stream = output.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 768, 432, "yuv420p"
+        stream.codec_context.options = {"g": "17", "keyint_min": "17", "bf": "2"}
+        for image in _frames(footage, 200):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                output.mux(packet)
+        for packet in stream.encode(None):
+            output.mux(packet)
+    return target

@@ -334,3 +334,14 @@ def test_the_clock_places_resets_wraps_and_jumps_on_one_timeline():
     assert [kind for kind, _, _ in clock.events] == ["wrap", "reset", "forward_jump"]
     assert placed[2] - placed[1] == step and placed[6] - placed[5] == step  # continuous across wrap and reset
     assert placed[9] - placed[8] == 90000 * 60 + step - 100  # the forward gap stays a gap
+
+
+def test_h264_with_b_frames_in_avi_fails_saying_its_times_are_decode_order(footage, tmp_path):
+    """AVI stores no presentation times: frames would be placed by decode order. Never silently."""
+    avi = corpus.h264_in_avi(footage, tmp_path / "dvr.avi")
+    described = _probe_of(avi)
+    with pytest.raises(RecordingError, match="not presentation times"):
+        for shard in plan_shards(described, ProcessParams(sample_fps=10.0, shard_seconds=10)):
+            with open(avi, "rb") as handle:
+                list(sampled_frames(handle, str(avi), described, shard, 10.0,
+                                    keyframes_between(described, shard.anchor_pts, shard.end)))  # fmt: skip

@@ -107,6 +107,28 @@ class _Loss:
 
 
 @dataclass
+class _OutputOrder:
+    """A decoder hands frames out in presentation order, so frame times that go back (other than an
+    open group's leading pictures) mean the container's times are not presentation times: AVI
+    stores none, and for H.264/HEVC with B-frames a reader gets the decode order instead. Frames
+    could then be placed at the wrong time: the recording fails, saying why and what to do."""
+
+    uri: str
+    frames: int = 0
+    back: int = 0
+
+    def backward(self, earlier: bool) -> None:
+        self.back += earlier
+        if self.back > 4 and self.back * 50 > self.frames:
+            raise RecordingError(
+                self.uri, f"frame times go back {self.back} times in {self.frames} frames decoded: the container's "
+                "timestamps are not presentation times (H.264/HEVC with B-frames in AVI stores the decode order), "
+                "so frames cannot be placed in time exactly. Keep this original; re-export the footage from the "
+                "recorder as MP4 or MPEG-TS, or analyse a remux whose times you have checked by hand",
+            )  # fmt: skip
+
+
+@dataclass
 class _Bins:
     with_packets: set[int] = field(default_factory=set)  # bins the shard demuxed a packet in
     sampled: set[int] = field(default_factory=set)  # bins whose frame has been handed out
@@ -158,7 +180,9 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             return False
 
         frame_index, previous = None, None  # previous: the last frame's (pts, seconds)
+        order = _OutputOrder(uri)
         for frame in _decode(container, stream, wants, lambda: plan.finished):
+            order.frames += 1
             if frame is None:
                 skipped.lost()
                 frame_index = None  # frames were lost: indices are unknown until the next keyframe
@@ -184,6 +208,7 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             if pts in known:
                 frame_index = known[pts]  # (re-)anchor on a keyframe whose index the probe knows
             elif previous is not None and pts <= previous[0]:
+                order.backward(pts < previous[0])
                 continue  # a leading picture of an open GOP, counted before the anchor
             elif frame_index is not None and probe.synthesized_fps:
                 frame_index += 1 + skipped.between(previous[1], seconds)  # times are given as frames come out
