@@ -168,7 +168,7 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             if packet.is_discard:
                 return True  # hidden by an edit list (as in the probe): a reference only, its frame never comes out
             seconds = placer.packet(packet)
-            if seconds is not None:
+            if seconds is not None and placer.last_placed >= shard.anchor_pts:
                 bisect.insort(demuxed, placer.last_placed)
             if seconds is not None and shard.start <= seconds < shard.end:
                 bins.with_packets.add(sample_bin(seconds, fps))
