@@ -76,9 +76,9 @@ def main() -> int:
     print("footage", results["footage"], flush=True)
     save()
 
-    from vigil.media.frames import _nvdec_problem
+    from vigil.media.decoders import nvdec_problem
 
-    nvdec = _nvdec_problem(int(args.device.partition(":")[2] or 0))
+    nvdec = nvdec_problem(int(args.device.partition(":")[2] or 0))
     results["nvdec_problem"] = nvdec
     print("NVDEC:", nvdec or "available", flush=True)
     decoders = ["cpu"] + (["nvdec"] if nvdec is None else [])

@@ -342,26 +342,26 @@ def test_a_run_needing_more_shards_than_airflow_can_map_is_planned_whole(tmp_pat
 
 
 def test_decoder_choice_falls_back_to_the_cpu_only_when_asked_to_choose(monkeypatch):
-    from vigil.media import frames
+    from vigil.media import decoders
     from vigil.config import ProcessParams
     from vigil.errors import ParameterError
 
-    monkeypatch.setattr(frames, "_nvdec_problem", lambda gpu: "no NVIDIA driver")
-    assert frames.choose_decoder(ProcessParams()) == "cpu"
-    assert frames.choose_decoder(ProcessParams(device="cuda:1")) == "cpu"
+    monkeypatch.setattr(decoders, "nvdec_problem", lambda gpu: "no NVIDIA driver")
+    assert decoders.choose_decoder(ProcessParams()) == "cpu"
+    assert decoders.choose_decoder(ProcessParams(device="cuda:1")) == "cpu"
     with pytest.raises(ParameterError, match="not available on cuda:1 \\(no NVIDIA driver\\)"):
-        frames.choose_decoder(ProcessParams(device="cuda:1", decoder="nvdec"))
-    monkeypatch.setattr(frames, "_nvdec_problem", lambda gpu: None)
+        decoders.choose_decoder(ProcessParams(device="cuda:1", decoder="nvdec"))
+    monkeypatch.setattr(decoders, "nvdec_problem", lambda gpu: None)
     auto = ProcessParams(device="cuda:1")  # GPU and host cores decode every other shard each
-    assert [frames.choose_decoder(auto, i) for i in range(4)] == ["nvdec:1", "cpu", "nvdec:1", "cpu"]
-    assert frames.choose_decoder(ProcessParams(device="cuda:1", decoder="nvdec"), 1) == "nvdec:1"
-    assert frames.choose_decoder(ProcessParams(device="cuda:1", decoder="cpu")) == "cpu"
+    assert [decoders.choose_decoder(auto, i) for i in range(4)] == ["nvdec:1", "cpu", "nvdec:1", "cpu"]
+    assert decoders.choose_decoder(ProcessParams(device="cuda:1", decoder="nvdec"), 1) == "nvdec:1"
+    assert decoders.choose_decoder(ProcessParams(device="cuda:1", decoder="cpu")) == "cpu"
 
 
 def test_nvdec_is_reported_unavailable_here_with_a_reason():
-    from vigil.media.frames import _nvdec_problem
+    from vigil.media.decoders import nvdec_problem
 
-    problem = _nvdec_problem(0)
+    problem = nvdec_problem(0)
     if problem is None:
         pytest.skip("this machine has NVDEC")
     assert problem.strip() and problem != "None"  # a reason a person can act on, not a bare failure

@@ -17,16 +17,16 @@ import bisect
 import logging
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from fractions import Fraction
 from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
-from vigil.config import ProcessParams, sampling_rate
-from vigil.errors import ParameterError, RecordingError
+from vigil.config import sampling_rate
+from vigil.errors import RecordingError
 from vigil.media.containers import ask_for_open_bytes, display_rotation, upright, video_streams
 from vigil.media.decode_plan import DecodePlan, SkippedPictures, SkipUnsafe
+from vigil.media.decoders import hwaccel
 from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe
 from vigil.media.placement import Placer, seek_to_anchor
 from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
@@ -62,10 +62,10 @@ def sampled_frames(
 ) -> Iterator[SampledFrame]:
     """The first decodable frame of every sampling bin in ``[shard.start, shard.end)``, then an
     entry for each bin that has none. ``keyframes`` (pts-sorted) lets indexing recover after damage.
-    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (from ``choose_decoder``). ``frame_threads``: decode on
-    the CPU with FFmpeg's frame threads, for workers whose model runs elsewhere (a GPU); where the
-    model shares the cores, one decoding thread does the same work in a quarter less CPU time
-    (frame threads synchronise on every frame, and short runs from a keyframe barely overlap).
+    ``decoder`` is ``cpu`` or ``nvdec[:N]`` (``decoders.choose_decoder``). ``frame_threads``:
+    decode on the CPU with FFmpeg's frame threads, for workers whose model runs elsewhere (a GPU);
+    where the model shares the cores, one decoding thread does the same work in a quarter less CPU
+    time (frame threads synchronise on every frame, and short runs from a keyframe barely overlap).
 
     Times are on the recording timeline (``timeline.py``): packets are placed by a Clock seeded at
     the anchor keyframe, and each decoded frame takes the time of the packet it came from.
@@ -91,19 +91,31 @@ def sampled_frames(
 @dataclass
 class _Loss:
     """After a packet fails to decode, or a frame comes out flagged corrupt, nothing the decoder
-    hands out can be trusted until a keyframe sent after that comes out: frames that refer to a
-    lost picture come out concealed (an older picture, or grey) without any flag, and counting
-    indices on from a keyframe sent before the loss would skip the lost frames unseen. Those bins
-    come out "undecodable"."""
+    hands out can be trusted until a keyframe sent after the damaged packet comes out: frames that
+    refer to a lost picture come out concealed (an older picture, or grey) without any flag. Those
+    bins come out "undecodable". Packets are numbered as they are sent, so the rule holds however
+    late the decoder reports the damage (reordering, frame threads)."""
 
+    sent: int = 0  # packets sent to the decoder so far
+    numbers: dict = field(default_factory=dict)  # timeline pts -> number of the packet sent with it
+    damaged: int = -1  # the latest damaged packet's number
     active: bool = False
-    fresh_keyframes: set = field(default_factory=set)  # timeline times of keyframes sent since
 
-    def begin(self) -> None:
-        self.active, self.fresh_keyframes = True, set()
+    def send(self, placed: int | None) -> None:
+        self.sent += 1
+        if placed is not None:
+            self.numbers[placed] = self.sent
 
-    def end(self) -> None:
-        self.active, self.fresh_keyframes = False, set()
+    def begin(self, pts: int | None = None) -> None:
+        """A loss: of the packet with this pts, or (None) of the one sent last."""
+        self.damaged = max(self.damaged, self.numbers.get(pts, self.sent) if pts is not None else self.sent)
+        self.active = True
+
+    def repaired_by(self, pts: int, keyframe: bool) -> bool:
+        """Whether this frame, out while a loss is active, ends it: a keyframe sent after the damage."""
+        if keyframe and self.numbers.get(pts, -1) > self.damaged:
+            self.active = False
+        return not self.active
 
 
 @dataclass
@@ -145,7 +157,7 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
     plan = DecodePlan([probe.seconds(pts) for pts in sorted(known)], needed_from=shard.start, sample_fps=fps, end=shard.end)
     ask_for_open_bytes(source, probe.index_bytes)
     try:
-        container = av.open(source, mode="r", metadata_errors="ignore", hwaccel=_hwaccel(decoder))
+        container = av.open(source, mode="r", metadata_errors="ignore", hwaccel=hwaccel(decoder))
     except (av.error.FFmpegError, OSError) as exc:
         raise RecordingError(uri, f"cannot open for decoding ({exc})") from exc
     with container:
@@ -165,7 +177,8 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
         def wants(packet) -> bool:
             if skip_before is not None and packet.pos is not None and 0 <= packet.pos < skip_before:
                 return False  # before the anchor's packet (a byte seek, or decoding from the start)
-            if packet.is_discard:
+            if packet.is_discard and not probe.synthesized_fps:
+                loss.send(None)
                 return True  # hidden by an edit list (as in the probe): a reference only, its frame never comes out
             seconds = placer.packet(packet)
             if seconds is not None and placer.last_placed >= shard.anchor_pts:
@@ -173,8 +186,7 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             if seconds is not None and shard.start <= seconds < shard.end:
                 bins.with_packets.add(sample_bin(seconds, fps))
             if plan.wants(packet.is_keyframe, seconds) and not skipped.skips(packet, seconds, plan.needed_from):
-                if packet.is_keyframe and loss.active:
-                    loss.fresh_keyframes.add(seconds)
+                loss.send(placer.last_placed if seconds is not None else None)
                 return True
             placer.declined()
             return False
@@ -196,12 +208,10 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             if frame.is_corrupt:  # FFmpeg decoded it with errors
                 skipped.lost()
                 frame_index = None
-                loss.begin()
+                loss.begin(pts)
                 continue
-            if loss.active and not probe.synthesized_fps:
-                if seconds not in loss.fresh_keyframes or pts not in known:
-                    continue  # out before a keyframe sent after the loss: may show concealment, not the scene
-                loss.end()
+            if loss.active and not probe.synthesized_fps and not loss.repaired_by(pts, pts in known):
+                continue  # may show concealment, not the scene
             if frame.width * frame.height > MAX_PIXELS:
                 frame_index = None  # a mid-stream size change past the cap: not analysed, "undecodable"
                 continue
@@ -250,52 +260,6 @@ def _unanalysed(shard: ShardRange, fps: Fraction, first_bin: int, end_bin: int, 
         if lo < hi:
             yield SampledFrame(None, None, max(shard.start, lo / fps), None, STATUS_NO_FRAME, min(shard.end, hi / fps))
         cursor = max(cursor, hi)
-
-
-def choose_decoder(params: ProcessParams, shard_index: int = 0) -> str:
-    """``cpu`` or ``nvdec:N`` for one shard (the H.264/HEVC output is bit-exact either way).
-
-    ``auto`` with a CUDA device whose driver offers NVDEC decodes every other shard there and the
-    rest on the host cores: on a GPU the model is cheap and decoding binds, and GPU and host
-    together decoded 1.6x what either did alone (bench/gpu.py on an H100 with 16 cores)."""
-    if params.decoder == "cpu" or not params.device.startswith("cuda"):
-        return "cpu"
-    gpu = int(params.device.partition(":")[2] or 0)
-    problem = _nvdec_problem(gpu)
-    if problem is not None:
-        if params.decoder == "nvdec":
-            raise ParameterError(f"decoder 'nvdec' is not available on cuda:{gpu} ({problem}); use decoder 'auto' or 'cpu'")
-        return "cpu"
-    if params.decoder == "auto" and shard_index % 2:
-        return "cpu"
-    return f"nvdec:{gpu}"
-
-
-@lru_cache(maxsize=None)
-def _nvdec_problem(gpu: int) -> str | None:
-    """Why NVDEC cannot be used on this GPU, or None when it can (asked once per process)."""
-    import av
-    from av.codec.hwaccel import hwdevices_available
-
-    if "cuda" not in hwdevices_available():
-        return "this FFmpeg build has no CUDA hardware decoding"
-    try:
-        _hwaccel(f"nvdec:{gpu}").create(av.Codec("h264", "r"))
-    except Exception as exc:  # no driver, no GPU, no libnvcuvid: each says so in its own words
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _hwaccel(decoder: str):
-    if decoder == "cpu":
-        return None
-    from av.codec.hwaccel import HWAccel
-
-    # is_hw_owned: decoded frames stay in GPU memory; only sampled ones are copied out. FFmpeg
-    # keeps a CUDA context of its own (PyTorch's primary context has flags FFmpeg refuses to share).
-    # Codecs NVDEC cannot decode fall back to the CPU decoder.
-    device = decoder.partition(":")[2]
-    return HWAccel("cuda", device=device, allow_software_fallback=True, is_hw_owned=True, options={"primary_ctx": "0"})
 
 
 def _decode(container, stream, wants, finished):

@@ -1,6 +1,6 @@
 """What the probe learns from a recording's packets as it demuxes them, in decode order: every
 frame's place on the recording timeline, the keyframes, the packets an edit list hides, the clock's
-breaks, and stretches of the file no packet accounts for.
+breaks.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from vigil.media.timeline import Clock, Discontinuity
 # clock: two frames 10^14 ms apart would otherwise plan 10^11 sampling bins.
 MAX_SECONDS_PER_FRAME = 3600
 MAX_DURATION_S = 366 * 24 * 3600
-# Bytes between two packets that no packet accounts for, beyond container framing, before they
-# count as unreadable data (a damaged stretch the demuxer resynchronised past).
-HOLE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -40,22 +37,8 @@ class PacketScan:
         self.latest: int | None = None
         self.last_duration = 0
         self.hidden = 0  # packets an edit list leaves out
-        self.unreadable: list[tuple[int, int, int, int]] = []
-        self._byte_end = -1  # where the packets read so far end
-        self._overhead = 0  # what container framing may add after the last packet (MPEG-TS: ~2 %)
-        self._hole: tuple[int, int] | None = None  # (offset, length) not yet placed in time
         self.hidden_keyframes: list[tuple[int, int, int, int]] = []
         self._events_seen = 0
-
-    def cover(self, packet) -> None:
-        """Note the bytes a packet (of any stream) takes; a jump past them is a stretch no packet
-        accounts for: data the demuxer could not parse and skipped."""
-        if packet.pos is None or packet.pos < 0 or packet.size <= 0:
-            return
-        if self._byte_end >= 0 and packet.pos - self._byte_end > HOLE_BYTES + self._overhead:
-            self._hole = (self._byte_end, packet.pos - self._byte_end)
-        if packet.pos + packet.size >= self._byte_end:
-            self._byte_end, self._overhead = packet.pos + packet.size, packet.size // 32
 
     def hide(self, packet, clock: Clock) -> None:
         """A packet outside the edit list: no frame of the timeline, but a keyframe among them is
@@ -76,9 +59,6 @@ class PacketScan:
             self._events_seen = len(clock.events)
         if placed is None:
             return  # a packet the muxer left without a presentation time
-        if self._hole is not None and self.latest is not None and placed > self.latest:
-            self.unreadable.append((self.latest, placed, *self._hole))
-        self._hole = None
         self.presentation.append(placed)
         if self.latest is None or placed > self.latest:
             self.latest, self.last_duration = placed, (1 if synthesized else packet.duration or 0)
@@ -109,8 +89,8 @@ class PacketScan:
             if pts not in seen:
                 seen.add(pts)
                 keyframes.append(Keyframe(pts, rank[pts], pos, offset, step))
-        for pts, pos, offset, step in self.hidden_keyframes:  # index: the first frame shown after it
-            if pts not in seen:
+        for pts, pos, offset, step in self.hidden_keyframes:  # where decoding starts for the first frames shown
+            if pts < start and pts not in seen:
                 seen.add(pts)
                 keyframes.append(Keyframe(pts, bisect.bisect_left(presentation, pts), pos, offset, step))
         keyframes.sort(key=lambda k: k.pts)
@@ -120,5 +100,4 @@ class PacketScan:
         )
         return dict(start_pts=start, end_pts=end, frame_count=len(presentation), keyframes=tuple(keyframes),
                     discontinuities=discontinuities, frame_pts=tuple(presentation),
-                    repeated_times=len(presentation) - len(rank), hidden_frames=self.hidden,
-                    unreadable=tuple(self.unreadable))  # fmt: skip
+                    repeated_times=len(presentation) - len(rank), hidden_frames=self.hidden)  # fmt: skip

@@ -66,10 +66,6 @@ class RecordingProbe:
     # Frames an MP4/MOV edit list leaves out (a file trimmed by stream copy keeps the pictures from
     # the keyframe before its cut): decoded as references, never shown by players, not on the timeline.
     hidden_frames: int = 0
-    # Stretches of the file no packet accounts for (damaged data the demuxer skipped, in a file read
-    # front to back): (timeline pts of the last frame before, of the first after, byte offset,
-    # length). The sampling bins between hold frames that could not be read: ``undecodable``.
-    unreadable: tuple[tuple[int, int, int, int], ...] = ()
     # Every frame's timeline pts, sorted: for planning only (which bins hold a frame), never serialised.
     frame_pts: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
@@ -81,14 +77,6 @@ class RecordingProbe:
             notes.append(
                 f"an edit list hides {self.hidden_frames} frames (a trimmed file keeps them as references): they are "
                 "decoded, not shown by players and not analysed; time 0 and frame index 0 are the first frame shown"
-            )
-        if self.unreadable:
-            lost = sum(length for *_, length in self.unreadable)
-            first = self.unreadable[0]
-            notes.append(
-                f"{len(self.unreadable)} stretch(es) of the file, {lost} bytes in all, could not be read as packets "
-                f"(damaged data; the first at byte {first[2]}, between {float(self.seconds(first[0])):.2f} s and "
-                f"{float(self.seconds(first[1])):.2f} s): the sampling bins between are reported undecodable, not no_frame"
             )
         if self.declared_frames and self.frame_count + self.hidden_frames < self.declared_frames:
             notes.append(
@@ -171,7 +159,6 @@ class RecordingProbe:
         values.pop("frame_pts", None)
         values["keyframes"] = tuple(Keyframe(**k) if isinstance(k, dict) else Keyframe(*k) for k in values["keyframes"])
         values["index_bytes"] = tuple(values["index_bytes"]) if values.get("index_bytes") else None
-        values["unreadable"] = tuple(tuple(span) for span in values.get("unreadable", ()))
         values["discontinuities"] = tuple(
             Discontinuity(**d) if isinstance(d, dict) else d for d in values.get("discontinuities", ())
         )
@@ -215,15 +202,8 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         stream_id = int(stream.index)
         clock = Clock(tb, 0 if synthesized else wrap_bits_for(container_format))
         scan = PacketScan()
-        # A file read front to back (not an MP4's index) is demuxed whole, so that the bytes each
-        # stream's packets take show where data could not be read.
-        sequential = not container_format.startswith("mov")
         try:
-            for packet in container.demux() if sequential else container.demux(stream):
-                if sequential:
-                    scan.cover(packet)
-                    if packet.stream.index != stream_id:
-                        continue
+            for packet in container.demux(stream):
                 if packet.size == 0 and packet.pts is None and packet.dts is None:
                     continue  # the flush packet
                 if packet.is_discard and not synthesized:

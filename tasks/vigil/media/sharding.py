@@ -108,11 +108,7 @@ def empty_bin_runs(probe: RecordingProbe, fps: Fraction) -> list[tuple[int, int]
     tb = probe.tb
     num, den = tb.numerator * fps.numerator, tb.denominator * fps.denominator
     start = probe.start_pts
-    runs = runs_without(((pts - start) * num // den for pts in probe.frame_pts), 0, math.ceil(probe.duration * fps))
-    for before, after, *_ in probe.unreadable:  # not "no frame": frames there could not be read
-        damaged = ((before - start) * num // den, (after - start) * num // den)
-        runs = [piece for lo, hi in runs for piece in ((lo, min(hi, damaged[0])), (max(lo, damaged[1]), hi)) if piece[0] < piece[1]]
-    return runs
+    return runs_without(((pts - start) * num // den for pts in probe.frame_pts), 0, math.ceil(probe.duration * fps))
 
 
 def runs_without(occupied: Iterable[int], first: int, end: int) -> list[tuple[int, int]]:

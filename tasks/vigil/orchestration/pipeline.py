@@ -79,7 +79,8 @@ def detect_shard(task: ShardTask, run_context: dict | None = None) -> ShardResul
 def _analyse_shard(task: ShardTask, model_file, out, uris, run_context) -> tuple[dict[str, FileEntry], int | None, dict]:
     from vigil.model.detector import load_detector
     from vigil.faults import checkpoint
-    from vigil.media.frames import choose_decoder, sampled_frames
+    from vigil.media.decoders import choose_decoder
+    from vigil.media.frames import sampled_frames
     from vigil.media.gating import StaticGate
     from vigil.store.sink import ShardRows, parquet_bytes, publish
 
