@@ -5,7 +5,6 @@ breaks.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 
 from vigil.errors import RecordingError
@@ -90,9 +89,9 @@ class PacketScan:
                 seen.add(pts)
                 keyframes.append(Keyframe(pts, rank[pts], pos, offset, step))
         for pts, pos, offset, step in self.hidden_keyframes:  # where decoding starts for the first frames shown
-            if pts < start and pts not in seen:
+            if pts < start and pts not in seen:  # its index: that of the first frame shown after it
                 seen.add(pts)
-                keyframes.append(Keyframe(pts, bisect.bisect_left(presentation, pts), pos, offset, step))
+                keyframes.append(Keyframe(pts, 0, pos, offset, step))
         keyframes.sort(key=lambda k: k.pts)
         discontinuities = tuple(
             Discontinuity(kind, round(float((tick - start) * tb), 6), pos, round(float(delta * tb), 6))

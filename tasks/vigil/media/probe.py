@@ -224,10 +224,11 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
                 "with the frame_rate parameter (vigil process --frame-rate N) to synthesise times at N fps",
             )  # fmt: skip
         raise RecordingError(uri, "video stream holds no frames")
-    if not scan.keyframes and not scan.hidden_keyframes:
+    timeline = scan.timeline(uri, clock)
+    if not timeline["keyframes"]:
         raise RecordingError(uri, "video stream has no keyframe to start decoding from")
     return RecordingProbe(
-        **scan.timeline(uri, clock), container_format=container_format, codec=codec, width=width, height=height,
+        **timeline, container_format=container_format, codec=codec, width=width, height=height,
         time_base=f"{tb.numerator}/{tb.denominator}", declared_frames=declared_frames, rotation=rotation,
         wrap_bits=clock.period.bit_length() - 1 if clock.period else 0, stream_index=stream_index,
         container_stream=stream_id, video_streams=len(streams), synthesized_fps=float(frame_rate) if synthesized else 0.0,
