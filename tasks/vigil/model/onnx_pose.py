@@ -9,6 +9,7 @@ The numbers are those of Ultralytics' ONNX predictor: the same graph on the same
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,10 @@ from vigil.model.pose_io import letterbox, postprocess
 INPUT = "images_u8_bgr_nhwc"
 
 
+@lru_cache(maxsize=2)
 def u8_input_model(onnx_path: Path) -> bytes:
-    """The exported model with a uint8 BGR NHWC input in front of its float RGB NCHW one."""
+    """The exported model with a uint8 BGR NHWC input in front of its float RGB NCHW one. Built
+    once per process: a task forked from a warm worker builds only its session from these bytes."""
     import onnx
     from onnx import TensorProto, helper
 

@@ -3,10 +3,10 @@
 OpenVINO's inference threads do not survive a fork: in a forked child a request of the parent's
 model, sync or async, never finishes, and destroying the parent's objects hangs or aborts
 (measured). An ONNX Runtime session owns a thread pool too; it is rebuilt the same way rather
-than relied on across a fork. So a process about to fork calls ``release`` (vigil.orchestration.worker does, after its warm-up), and the child
-builds the model again on its first batch (OpenVINO from its blob cache: 0.16 s here). A child
-forked without that leaves the parent's objects untouched, never used and never destroyed, and
-builds its own.
+than relied on across a fork. So a process about to fork calls ``release``
+(vigil.orchestration.worker does, after its warm-up), and the child builds the model again on its
+first batch (OpenVINO from its blob cache: 0.16 s here). A child forked without that leaves the
+parent's objects untouched, never used and never destroyed, and builds its own.
 """
 
 from __future__ import annotations
