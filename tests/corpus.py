@@ -306,3 +306,50 @@ def h264_in_avi(footage: Path, target: Path) -> Path:
         for packet in stream.encode(None):
             output.mux(packet)
     return target
+
+
+def with_audio(source: Path, target: Path, format: str = "mpegts", seconds: float = 20, gap_s: float = 0) -> Path:
+    """``source``'s first ``seconds`` of video (packets copied) with a tone encoded beside it (MP2,
+    as DVRs carry), interleaved; ``gap_s`` > 0: both pause that long from the first keyframe past
+    halfway, in one file (a motion recorder idle; the packet counters run on)."""
+    import av
+
+    rate, samples = 48000, 1152
+    with av.open(str(source)) as container, av.open(str(target), "w", format=format) as output:
+        stream = container.streams.video[0]
+        out_stream = output.add_stream_from_template(stream)
+        audio = output.add_stream("mp2", rate=rate, layout="mono")
+        tb, half = stream.time_base, seconds / 2
+        shift = int(round(gap_s / tb))
+        sent = 0  # audio samples encoded, on the source's clock (before the pause is added)
+        paused = False
+
+        def audio_until(t: float):
+            nonlocal sent
+            while sent / rate < t:
+                tone = (np.sin(np.arange(sent, sent + samples) * 2 * np.pi * 440 / rate) * 8000).astype(np.int16)
+                frame = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
+                frame.sample_rate = rate
+                frame.pts = sent + (int(gap_s * rate) if paused else 0)
+                frame.time_base = Fraction(1, rate)
+                sent += samples
+                yield from audio.encode(frame)
+
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            if packet.dts * tb >= seconds + 1:
+                break
+            if packet.pts * tb >= seconds:
+                continue
+            paused = paused or (packet.is_keyframe and packet.pts * tb >= half)
+            for sound in audio_until(float(packet.dts * tb)):
+                output.mux(sound)
+            if paused:
+                packet.pts += shift
+                packet.dts += shift
+            packet.stream = out_stream
+            output.mux(packet)
+        for sound in audio.encode(None):
+            output.mux(sound)
+    return target

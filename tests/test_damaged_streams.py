@@ -1,11 +1,9 @@
 """Damaged data never passes for something else: a frame analysed after damage is the picture the
-undamaged file holds at that time, with the index the probe gave it, and a picture the decoder
-could only conceal is not analysed.
+undamaged file holds at that time, with the index the probe gave it, a picture the decoder could
+only conceal is not analysed, and frames lost with damaged bytes are ``undecodable``, never a gap
+(``no_frame``), while a recorder's pause or a glued segment join stays what it is."""
 
-Known limit: where a demuxer of a file read front to back (MPEG-TS, MKV) skips damaged bytes, the
-frames in them leave no packet, and their bins read ``no_frame``; telling that from a recorder gap
-needs the container's own structure (see the README, "Bad input")."""
-
+import random
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from vigil.config import ProcessParams
 from vigil.media.frames import keyframes_between, sampled_frames
 from vigil.media.probe import probe
 from vigil.media.sharding import plan_shards
+from vigil.media.ts_packets import between
 
 import corpus
 
@@ -81,3 +80,92 @@ def test_what_damage_costs_does_not_depend_on_shard_length(footage, tmp_path, fo
     whole = outcome(600)
     assert any(status != "ok" for _, status, _ in whole)
     assert outcome(4) == whole
+
+
+def _damaged_copy(clean: Path, target: Path, kind: str, seed: int, within: tuple[float, float] = (0.15, 0.85)) -> Path:
+    """``clean`` with bytes overwritten (random, zeroed), cut out, or whole 188-byte transport packets
+    dropped (a lossy capture), at a random place within ``within`` of the file."""
+    rng = random.Random(seed)
+    data = bytearray(clean.read_bytes())
+    at = rng.randrange(int(len(data) * within[0]), int(len(data) * within[1]))
+    length = rng.choice([5_000, 30_000, 100_000])
+    if kind == "random":
+        data[at : at + length] = bytes(rng.randrange(256) for _ in range(length))
+    elif kind == "zeroed":
+        data[at : at + length] = bytes(length)
+    elif kind == "cut":
+        del data[at : at + length]
+    else:  # dropped packets
+        at, length = at - at % 188, length - length % 188
+        del data[at : at + length]
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("kind", ["random", "zeroed", "cut", "dropped"])
+@pytest.mark.parametrize("form", ["mpegts", "mpegts+audio", "matroska"])
+def test_frames_lost_with_damaged_bytes_are_undecodable_never_a_gap(footage, tmp_path, form, kind, seed):
+    """A demuxer reading front to back skips damaged bytes, and the frames in them leave no packet:
+    the recording has no gap, so no bin may read ``no_frame``; where frames were lost the probe
+    says so, and what is analysed is the undamaged picture."""
+    if kind == "dropped" and form == "matroska":
+        pytest.skip("transport packets are MPEG-TS's")
+    if form == "mpegts+audio":
+        clean = corpus.with_audio(footage, tmp_path / "clean.ts")
+    else:
+        clean = corpus.b_frames_odd_gop(footage, tmp_path / "clean.mp4")
+        clean = corpus.remux(clean, tmp_path / f"clean.{form}", format=form)
+    damaged = _damaged_copy(clean, tmp_path / f"damaged{clean.suffix}", kind, seed)
+    pictures = _pictures(clean)
+    described, entries = _entries(damaged, 5.0, 4)
+
+    assert [e for e in entries if e.status == "no_frame"] == []
+    lost = len(pictures) - len(_demuxed_ranks(damaged))
+    if lost > 0:
+        assert described.damaged and "damaged" in " ".join(described.warnings)
+        assert [e for e in entries if e.status == "undecodable"]
+    for entry in entries:
+        if entry.status == "ok":
+            assert int(entry.image.astype("int64").sum()) == pictures[entry.pts], f"{float(entry.seconds)} s"
+
+
+@pytest.mark.parametrize("source", ["plain", "b-frames"])
+def test_a_pause_in_mpegts_with_audio_stays_a_gap_and_damage_beside_it_does_not(footage, tmp_path, source):
+    """A motion recorder idle for 3 s inside one MPEG-TS file (counters running on, audio beside):
+    not damage; random bytes in the minutes before it are, and do not turn the pause into damage."""
+    if source == "b-frames":
+        footage = corpus.b_frames_odd_gop(footage, tmp_path / "b.mp4")
+    paused = corpus.with_audio(footage, tmp_path / "paused.ts", gap_s=3)
+    described, entries = _entries(paused, 5.0, 4)
+    assert described.damaged == () and described.discontinuities == ()
+    gaps = [(float(e.seconds), float(e.until)) for e in entries if e.status == "no_frame"]
+    assert [e for e in entries if e.status == "undecodable"] == []
+    assert gaps and sum(b - a for a, b in gaps) == pytest.approx(3, abs=0.3)
+
+    damaged = _damaged_copy(paused, tmp_path / "damaged.ts", "random", seed=2, within=(0.1, 0.3))
+    described, entries = _entries(damaged, 5.0, 4)
+    assert described.damaged
+    assert [(float(e.seconds), float(e.until)) for e in entries if e.status == "no_frame"] == gaps
+
+
+def test_transport_packets_between_two_video_packets_are_judged_by_sync_and_counter():
+    def packet(pid: int, counter: int, start: bool = False, size: int = 188) -> bytes:
+        header = bytes([0x47, (0x40 if start else 0) | pid >> 8, pid & 0xFF, 0x10 | counter])
+        return bytes(size - 188) + header + bytes(184)  # M2TS: a 4-byte time code first
+
+    import io
+
+    for size in (188, 192):
+
+        def judged(packets: list[bytes]) -> str:
+            data = b"".join(packets)  # FFmpeg gives a packet's position as its first byte's, time code included
+            return between(io.BytesIO(data), 256, 0, len(data) - size)
+
+        run = [packet(256, c % 16, start=c in (0, 19), size=size) for c in range(20)]  # two payloads
+        audio = [packet(257, c, size=size) for c in range(3)]
+        assert judged(run[:10] + audio + run[10:]) == "intact"
+        assert judged(run + [packet(0, 0, True, size), packet(256, 0, start=True, size=size)]) == "restarted"
+        assert judged(run[:10] + run[12:]) == "damaged"  # two video packets lost
+        assert judged(run[:10] + [b"\x13" * size] + run[10:]) == "damaged"  # no sync byte
+        assert judged(run[:-1] + [packet(256, 3, start=False, size=size)]) == "damaged"  # not a new payload

@@ -25,6 +25,7 @@ import numpy as np
 from vigil.config import sampling_rate
 from vigil.errors import RecordingError
 from vigil.media.containers import ask_for_open_bytes, display_rotation, upright, video_streams
+from vigil.media.damage import bin_runs, without
 from vigil.media.decode_plan import DecodePlan, SkippedPictures, SkipUnsafe
 from vigil.media.decoders import hwaccel
 from vigil.media.probe import MAX_PIXELS, Keyframe, RecordingProbe
@@ -85,7 +86,8 @@ def sampled_frames(
         source.seek(0)
         yield from _decode_shard(source, uri, probe, shard, fps, keyframes, decoder, frame_threads, bins,
                                  skip_pictures=False)  # fmt: skip
-    yield from _unanalysed(shard, fps, first_bin, end_bin, bins.sampled, bins.with_packets)
+    lost = bin_runs(probe.damaged, probe.start_pts, probe.tb, fps, first_bin, end_bin)
+    yield from _unanalysed(shard, fps, first_bin, end_bin, bins.sampled, bins.with_packets, lost)
 
 
 @dataclass
@@ -231,8 +233,8 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             if seconds >= shard.end:
                 break
             current_bin = sample_bin(seconds, fps)
-            if current_bin in bins.sampled or frame_index is None:
-                continue  # already sampled; or not placeable exactly until the next keyframe
+            if current_bin in bins.sampled or frame_index is None or probe.damaged_at(pts):
+                continue  # already sampled; not placeable exactly until the next keyframe; or near lost data
             bins.sampled.add(current_bin)
             plan.needed_from = (current_bin + 1) / fps  # frames come in time order: earlier bins are closed
             # Only sampled frames leave the decoder: an NVDEC frame stays in GPU memory until here.
@@ -245,13 +247,15 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
 
 
 def _unanalysed(shard: ShardRange, fps: Fraction, first_bin: int, end_bin: int, sampled: set[int],
-                with_packets: set[int]) -> Iterator[SampledFrame]:  # fmt: skip
+                with_packets: set[int], lost: list[tuple[int, int]]) -> Iterator[SampledFrame]:  # fmt: skip
     """Entries for the bins without an analysed frame: one per run of empty bins (``no_frame``),
-    one per bin that holds frames none of which decoded (``undecodable``). Only bins that hold a
-    frame are visited one by one, so the cost is bounded by the frame count, not the duration."""
+    one per bin that holds frames none of which decoded, or lies where the demuxer lost data
+    (``lost``, damage.py): ``undecodable``. Only bins that hold a frame or lost data are visited one
+    by one, so the cost is bounded by the frame count and the damage, not the duration."""
     empty = shard.empty_bins
     if empty is None:  # not planned from the frame list: judge from the packets this shard demuxed
         empty = runs_without(sorted(with_packets | sampled), first_bin, end_bin)
+    empty = without(empty, lost)
     cursor = first_bin
     for lo, hi in [*empty, (end_bin, end_bin)]:
         for b in range(cursor, min(lo, end_bin)):

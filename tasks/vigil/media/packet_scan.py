@@ -6,8 +6,10 @@ breaks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from vigil.errors import RecordingError
+from vigil.media.damage import LostData
 from vigil.media.timeline import Clock, Discontinuity
 
 # A recording whose clock spans more than this per frame is not footage but a broken (or hostile)
@@ -28,7 +30,7 @@ class Keyframe:
 class PacketScan:
     """What the probe collects while demuxing, in decode order."""
 
-    def __init__(self) -> None:
+    def __init__(self, reorder: int = 0, bytes_tell: bool = False) -> None:
         self.decoded = 0  # packets seen (the decode-order index of the next one)
         self.presentation: list[int] = []
         self.keyframes: list[tuple[int, int, int, int]] = []  # (timeline pts, pos, offset, step)
@@ -38,6 +40,8 @@ class PacketScan:
         self.hidden = 0  # packets an edit list leaves out
         self.hidden_keyframes: list[tuple[int, int, int, int]] = []
         self._events_seen = 0
+        self.lost = LostData(reorder, bytes_tell)
+        self._lost_before = False  # carried to the next packet with a presentation time
 
     def hide(self, packet, clock: Clock) -> None:
         """A packet outside the edit list: no frame of the timeline, but a keyframe among them is
@@ -48,7 +52,8 @@ class PacketScan:
             pos = packet.pos if packet.pos is not None else -1
             self.hidden_keyframes.append((packet.pts + clock.offset, pos, clock.offset, clock.step))
 
-    def add(self, placed: int | None, packet, clock: Clock, synthesized: bool) -> None:
+    def add(self, placed: int | None, packet, clock: Clock, synthesized: bool, lost_before: bool = False) -> None:
+        """One packet; ``lost_before``: the demuxer logged an error since the one before it."""
         self.decoded += 1
         pos = packet.pos if packet.pos is not None else -1
         if len(clock.events) > self._events_seen:
@@ -57,15 +62,19 @@ class PacketScan:
                 self.events.append((kind, delta, tick, pos))
             self._events_seen = len(clock.events)
         if placed is None:
+            self._lost_before |= lost_before
             return  # a packet the muxer left without a presentation time
         self.presentation.append(placed)
+        self.lost.packet(placed, packet, lost_before or self._lost_before)
+        self._lost_before = False
         if self.latest is None or placed > self.latest:
             self.latest, self.last_duration = placed, (1 if synthesized else packet.duration or 0)
         if packet.is_keyframe:
             self.keyframes.append((placed, pos, clock.offset, clock.step))
 
-    def timeline(self, uri: str, clock: Clock) -> dict:
-        """The probe's fields that the packets decide (RecordingProbe's), once all are scanned."""
+    def timeline(self, uri: str, clock: Clock, judge: Callable[[int, int], str] | None = None) -> dict:
+        """The probe's fields that the packets decide (RecordingProbe's), once all are scanned;
+        ``judge`` reads the packets around a flag or a gap (damage.LostData.finish)."""
         presentation = sorted(self.presentation)
         rank = {pts: i for i, pts in enumerate(presentation)}
         last_duration = self.last_duration
@@ -99,4 +108,5 @@ class PacketScan:
         )
         return dict(start_pts=start, end_pts=end, frame_count=len(presentation), keyframes=tuple(keyframes),
                     discontinuities=discontinuities, frame_pts=tuple(presentation),
-                    repeated_times=len(presentation) - len(rank), hidden_frames=self.hidden)  # fmt: skip
+                    repeated_times=len(presentation) - len(rank), hidden_frames=self.hidden,
+                    damaged=self.lost.finish(end, judge))  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from fractions import Fraction
 from typing import BinaryIO
 
@@ -26,8 +26,10 @@ from vigil.media.containers import (  # noqa: F401 (re-exported: frames and call
     upright,
     video_streams,
 )
+from vigil.media.damage import Span, demuxer_errors, errors_in, inside
 from vigil.media.packet_scan import Keyframe, PacketScan  # noqa: F401 (Keyframe re-exported)
 from vigil.media.timeline import Clock, Discontinuity, wrap_bits_for
+from vigil.media.ts_packets import between
 
 MAX_PIXELS = 4096 * 4096  # FFmpeg's own fuzzing cap; larger headers are refused before decoding
 MAX_LISTED = 20  # clock breaks spelled out as warnings (a motion-triggered recorder jumps forward often)
@@ -66,6 +68,9 @@ class RecordingProbe:
     # Frames an MP4/MOV edit list leaves out (a file trimmed by stream copy keeps the pictures from
     # the keyframe before its cut): decoded as references, never shown by players, not on the timeline.
     hidden_frames: int = 0
+    # Where the demuxer lost damaged bytes (damage.py): timeline [from, to) spans whose frames are not
+    # analysed and whose empty bins are "undecodable".
+    damaged: tuple[Span, ...] = ()
     # Every frame's timeline pts, sorted: for planning only (which bins hold a frame), never serialised.
     frame_pts: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
@@ -73,6 +78,13 @@ class RecordingProbe:
     def warnings(self) -> list[str]:
         """Facts about the recording an investigator must know before trusting its coverage."""
         notes = []
+        if self.damaged:
+            where = ", ".join(f"{float(self.seconds(lo)):.3f}–{float(self.seconds(hi)):.3f} s" for lo, hi in self.damaged[:MAX_LISTED])
+            more = f" and {len(self.damaged) - MAX_LISTED} more" if len(self.damaged) > MAX_LISTED else ""
+            notes.append(
+                f"the container's data is damaged: the demuxer lost bytes at {len(self.damaged)} places ({where}{more}); "
+                "frames there are not analysed and those times are undecodable, not empty"
+            )  # fmt: skip
         if self.hidden_frames:
             notes.append(
                 f"an edit list hides {self.hidden_frames} frames (a trimmed file keeps them as references): they are "
@@ -133,6 +145,10 @@ class RecordingProbe:
         """Seconds from the first frame (exact)."""
         return (pts - self.start_pts) * self.tb
 
+    def damaged_at(self, pts: int) -> bool:
+        """Whether timeline ``pts`` lies where the demuxer lost data (its frame may be concealed)."""
+        return bool(self.damaged) and inside(self.damaged, pts)
+
     @cached_property
     def keyframe_pts(self) -> list[int]:
         """The keyframes' pts, once per probe (planning looks them up for every shard)."""
@@ -159,6 +175,7 @@ class RecordingProbe:
         values.pop("frame_pts", None)
         values["keyframes"] = tuple(Keyframe(**k) if isinstance(k, dict) else Keyframe(*k) for k in values["keyframes"])
         values["index_bytes"] = tuple(values["index_bytes"]) if values.get("index_bytes") else None
+        values["damaged"] = tuple(tuple(span) for span in values.get("damaged", ()))
         values["discontinuities"] = tuple(
             Discontinuity(**d) if isinstance(d, dict) else d for d in values.get("discontinuities", ())
         )
@@ -199,23 +216,11 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         rotation = first_frame_rotation(container, stream)
         synthesized = frame_rate is not None and has_no_timestamps(container, stream)
         tb = 1 / as_fraction(frame_rate) if synthesized else Fraction(stream.time_base)
-        stream_id = int(stream.index)
+        stream_id, pid = int(stream.index), int(stream.id)
         clock = Clock(tb, 0 if synthesized else wrap_bits_for(container_format))
-        scan = PacketScan()
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0 and packet.pts is None and packet.dts is None:
-                    continue  # the flush packet
-                if packet.is_discard and not synthesized:
-                    scan.hide(packet, clock)  # outside the edit list: FFmpeg decodes it but drops its frame
-                    continue
-                count = scan.decoded
-                placed = count if synthesized else clock.place(packet.pts, packet.dts)
-                scan.add(placed, packet, clock, synthesized)
-        except av.error.FFmpegError as exc:
-            if not scan.presentation:
-                raise RecordingError(uri, f"cannot read packets ({_reason(exc)})") from exc
-            # A truncated tail: keep what was readable; the shard plan covers only that.
+        scan = PacketScan(clock.reorder, bytes_tell="mpegts" in container_format.split(","))
+        with demuxer_errors() as logs:
+            _scan(container, stream, scan, clock, synthesized, logs, uri)
 
     if not scan.presentation:
         if frame_rate is None:
@@ -224,7 +229,8 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
                 "with the frame_rate parameter (vigil process --frame-rate N) to synthesise times at N fps",
             )  # fmt: skip
         raise RecordingError(uri, "video stream holds no frames")
-    timeline = scan.timeline(uri, clock)
+    judge = partial(between, source, pid) if scan.lost.bytes_tell else None  # ts_packets.py
+    timeline = scan.timeline(uri, clock, judge)
     if not timeline["keyframes"]:
         raise RecordingError(uri, "video stream has no keyframe to start decoding from")
     return RecordingProbe(
@@ -233,6 +239,26 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         wrap_bits=clock.period.bit_length() - 1 if clock.period else 0, stream_index=stream_index,
         container_stream=stream_id, video_streams=len(streams), synthesized_fps=float(frame_rate) if synthesized else 0.0,
     )  # fmt: skip
+
+
+def _scan(container, stream, scan: PacketScan, clock: Clock, synthesized: bool, logs: list, uri: str) -> None:
+    """Feed every packet of ``stream`` to ``scan`` in decode order, with whether the demuxer logged an
+    error on its way to it (it lost damaged bytes)."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 and packet.pts is None and packet.dts is None:
+                continue  # the flush packet
+            if packet.is_discard and not synthesized:
+                scan.hide(packet, clock)  # outside the edit list: FFmpeg decodes it but drops its frame
+                continue
+            placed = scan.decoded if synthesized else clock.place(packet.pts, packet.dts)
+            scan.add(placed, packet, clock, synthesized, lost_before=errors_in(logs))
+    except av.error.FFmpegError as exc:
+        if not scan.presentation:
+            raise RecordingError(uri, f"cannot read packets ({_reason(exc)})") from exc
+        # A truncated tail: keep what was readable; the shard plan covers only that.
 
 
 def _open(source: BinaryIO, uri: str):

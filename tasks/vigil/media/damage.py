@@ -1,0 +1,187 @@
+"""Where a demuxer reading front to back lost damaged bytes: the frames stored in them leave no
+packet, so without this their bins would read ``no_frame``, like a recorder gap.
+
+The demuxer says so itself, in one of two ways. MPEG-TS flags a packet near a hole in its data (a
+continuity counter that skips, the transport error bit, a PES of the wrong size) as corrupt.
+Matroska and the others log an error while they resynchronise and go on with the next packet they
+find: the lost data lies before that one.
+
+A damage span runs from the decode time of the last packet that may hold lost data (every lost
+frame was decoded after it, and is shown no earlier than it is decoded) to the presentation time of
+the first intact keyframe after the lost data (nothing decoded before a keyframe is shown after it). Frames in a
+span are not analysed (they may refer to a lost picture and come out concealed), and its bins that
+hold no frame are ``undecodable``, never ``no_frame``. In MPEG-TS the packets themselves are read
+where needed (``LostData``): segment files glued together (DVR exports) restart their counters at
+each join without anything lost, and a gap may hide damage the counter check missed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Iterator, Sequence
+
+Span = tuple[int, int]  # [from, to) in timeline ticks
+# Flags and gaps judged by reading the packets around them (a few kB each); past these, a flag
+# counts as damage (the safe reading: a stream this broken has lost data somewhere) and a gap as a gap.
+MAX_BYTE_CHECKS = 1000
+
+
+@contextmanager
+def demuxer_errors() -> Iterator[list]:
+    """The messages FFmpeg logs in this thread while the block runs (errors at least), as
+    ``(level, component, text)``. Logging is global in FFmpeg: only the probe's demuxing, which
+    starts no decoding threads, runs under it, and the previous settings come back after."""
+    import av.logging
+
+    level, skip_repeated = av.logging.get_level(), av.logging.get_skip_repeated()
+    if level is None or level < av.logging.ERROR:
+        av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # two damaged places may log the same words
+    try:
+        with av.logging.Capture(local=True) as logs:
+            yield logs
+    finally:
+        av.logging.set_skip_repeated(skip_repeated)
+        av.logging.set_level(level)
+
+
+def errors_in(logs: list) -> bool:
+    """Whether ``logs`` hold an error (or worse), and forget them."""
+    import av.logging
+
+    found = any(level <= av.logging.ERROR for level, _, _ in logs)
+    logs.clear()
+    return found
+
+
+@dataclass
+class _Loss:
+    start: int  # the span's start (timeline ticks)
+    at_risk: int  # packets still to come that may hold lost data
+    kind: str  # "flagged" | "logged" | "gap" (a step in decode times, MPEG-TS only: lost only if its bytes are)
+    pos: int = -1  # byte position of the flagged packet, or of the one before the gap
+    after_pos: list[int] = field(default_factory=list)  # a flag: the keyframes' after it; a gap: the packet's after it
+    end: int | None = None
+
+
+class LostData:
+    """Damage spans, collected from packets placed on the timeline in decode order.
+
+    Where a demuxer hands its data to a parser (MPEG-TS, MPEG-PS), the parser puts out each frame
+    one packet late, with the flags of the data that completed it: a flag lands on the packet
+    before the one with the hole (seen on every random damage tried in H.264 MPEG-TS). So the
+    packet a signal comes with and the one after it may both hold lost data: only a keyframe
+    after both ends the span.
+
+    ``bytes_tell``: the container's own packets can be read to judge a flag or a gap in the decode
+    times (MPEG-TS, ts_packets.py). A flag whose bytes run on intact into a keyframe where the
+    counters restart is a segment join, not damage; a gap whose bytes are damaged is lost data
+    even where the demuxer's counter check missed it (one skip in 16 keeps the counter in step)."""
+
+    def __init__(self, reorder: int, bytes_tell: bool = False) -> None:
+        self.reorder = reorder  # the most a decode time may precede its presentation time, in ticks
+        self.bytes_tell = bytes_tell
+        self.losses: list[_Loss] = []
+        self.open: list[_Loss] = []
+        self.previous: tuple[int, int] | None = None  # the packet before: (timeline dts, byte position)
+        self.step = 0  # the usual step between decode times
+        self.gaps = 0
+
+    def packet(self, placed: int, packet, lost_before: bool) -> None:
+        """One packet, at timeline pts ``placed``; ``lost_before``: the demuxer logged an error
+        since the packet before it."""
+        dts = placed
+        if packet.dts is not None and packet.pts is not None:  # the same segment offset as its pts
+            dts = min(placed, max(placed - self.reorder, placed - (packet.pts - packet.dts)))
+        pos = packet.pos if packet.pos is not None else -1
+        if self.previous is not None:
+            before, before_pos = self.previous
+            if lost_before:  # the packet before may hold the hole's start
+                self._begin(_Loss(before, 2, "logged"))
+            elif self.bytes_tell and self.step and dts - before > 2 * self.step and self.gaps < MAX_BYTE_CHECKS:
+                self.gaps += 1
+                self._begin(_Loss(before, 1, "gap", before_pos, [pos]))
+            elif 0 < dts - before <= 2 * self.step or not self.step:
+                self.step = max(dts - before, 0) or self.step
+        intact_keyframe = packet.is_keyframe and not packet.is_corrupt
+        still = []
+        for loss in self.open:
+            if intact_keyframe and loss.kind == "flagged":
+                loss.after_pos.append(pos)
+            if loss.at_risk == 0 and intact_keyframe:
+                loss.end = placed
+            else:
+                loss.at_risk = max(0, loss.at_risk - 1)
+                still.append(loss)
+        self.open = still
+        if packet.is_corrupt:
+            self._begin(_Loss(dts, 1, "flagged", pos))
+        self.previous = (dts, pos)
+
+    def _begin(self, loss: _Loss) -> None:
+        self.losses.append(loss)
+        self.open.append(loss)
+
+    def finish(self, end: int, judge: Callable[[int, int], str] | None = None) -> tuple[Span, ...]:
+        """The spans, merged; one still open at the end runs to ``end``. ``judge(from_pos, to_pos)``
+        reads the container's packets between two byte positions: "intact", "restarted" (intact
+        up to a segment join at ``to_pos``) or "damaged" (ts_packets.py)."""
+        spans, checked = [], 0
+        for loss in self.losses:
+            if loss.kind != "logged" and judge is not None and checked < MAX_BYTE_CHECKS and loss.pos >= 0:
+                checked += 1
+                verdicts = [judge(loss.pos, after) for after in loss.after_pos if after > loss.pos]
+                if loss.kind == "flagged" and "restarted" in verdicts:
+                    continue  # a segment join: nothing lost
+                if loss.kind == "gap" and verdicts and verdicts[0] != "damaged":
+                    continue  # the recorder paused: nothing lost
+            elif loss.kind == "gap":
+                continue  # not judged: a gap stays a gap
+            hi = end if loss.end is None else loss.end
+            if loss.start < hi:
+                spans.append((loss.start, hi))
+        merged: list[Span] = []
+        for lo, hi in sorted(spans):
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        return tuple(merged)
+
+
+def inside(spans: Sequence[Span], pts: int) -> bool:
+    """Whether timeline ``pts`` lies in a damage span (``spans`` sorted, disjoint)."""
+    i = bisect.bisect_right(spans, (pts, math.inf)) - 1
+    return i >= 0 and spans[i][0] <= pts < spans[i][1]
+
+
+def bin_runs(spans: Sequence[Span], start_pts: int, tb: Fraction, fps: Fraction, first: int, end: int) -> list[Span]:
+    """The sampling bins ``[lo, hi)`` within ``[first, end)`` that a damage span touches."""
+    runs = []
+    for lo, hi in spans:
+        a = max(first, math.floor((lo - start_pts) * tb * fps))
+        b = min(end, math.ceil((hi - start_pts) * tb * fps))
+        if a < b:
+            runs.append((a, b))
+    return runs
+
+
+def without(runs: Sequence[Span], holes: Sequence[Span]) -> list[Span]:
+    """``runs`` (sorted, disjoint) minus ``holes``."""
+    result = []
+    for lo, hi in runs:
+        for a, b in holes:
+            if b <= lo or a >= hi:
+                continue
+            if a > lo:
+                result.append((lo, a))
+            lo = max(lo, b)
+            if lo >= hi:
+                break
+        if lo < hi:
+            result.append((lo, hi))
+    return result
