@@ -28,6 +28,7 @@ Span = tuple[int, int]  # [from, to) in timeline ticks
 # Flags and gaps judged by reading the packets around them (a few kB each); past these, a flag
 # counts as damage (the safe reading: a stream this broken has lost data somewhere) and a gap as a gap.
 MAX_BYTE_CHECKS = 1000
+MAX_SIGNALS = 64  # kept per span; a span with more is lost data, whatever they say
 
 
 @contextmanager
@@ -59,12 +60,17 @@ def errors_in(logs: list) -> bool:
 
 
 @dataclass
-class _Loss:
-    start: int  # the span's start (timeline ticks)
-    at_risk: int  # packets still to come that may hold lost data
+class _Signal:
     kind: str  # "flagged" | "logged" | "gap" (a step in decode times, MPEG-TS only: lost only if its bytes are)
     pos: int = -1  # byte position of the flagged packet, or of the one before the gap
     after_pos: list[int] = field(default_factory=list)  # a flag: the keyframes' after it; a gap: the packet's after it
+
+
+@dataclass
+class _Loss:
+    start: int  # the span's start (timeline ticks)
+    at_risk: int  # packets still to come that may hold lost data
+    signals: list[_Signal]  # what the demuxer said, or the decode times showed, while it was open
     end: int | None = None
 
 
@@ -75,7 +81,8 @@ class LostData:
     one packet late, with the flags of the data that completed it: a flag lands on the packet
     before the one with the hole (seen on every random damage tried in H.264 MPEG-TS). So the
     packet a signal comes with and the one after it may both hold lost data: only a keyframe
-    after both ends the span.
+    after both ends the span. Signals while a span is open join it: however broken a stream, it
+    has no more spans than keyframes.
 
     ``bytes_tell``: the container's own packets can be read to judge a flag or a gap in the decode
     times (MPEG-TS, ts_packets.py). A flag whose bytes run on intact into a keyframe where the
@@ -86,10 +93,11 @@ class LostData:
         self.reorder = reorder  # the most a decode time may precede its presentation time, in ticks
         self.bytes_tell = bytes_tell
         self.losses: list[_Loss] = []
-        self.open: list[_Loss] = []
+        self.open: _Loss | None = None
         self.previous: tuple[int, int] | None = None  # the packet before: (timeline dts, byte position)
-        self.step = 0  # the usual step between decode times
-        self.gaps = 0
+        self.step = 0  # the last step between decode times
+        self.gaps = 0  # gap signals so far
+        self.judged = 0  # signals judged by reading bytes
 
     def packet(self, placed: int, packet, lost_before: bool) -> None:
         """One packet, at timeline pts ``placed``; ``lost_before``: the demuxer logged an error
@@ -101,46 +109,46 @@ class LostData:
         if self.previous is not None:
             before, before_pos = self.previous
             if lost_before:  # the packet before may hold the hole's start
-                self._begin(_Loss(before, 2, "logged"))
+                self._signal(before, 2, _Signal("logged"))
             elif self.bytes_tell and self.step and dts - before > 2 * self.step and self.gaps < MAX_BYTE_CHECKS:
-                self.gaps += 1
-                self._begin(_Loss(before, 1, "gap", before_pos, [pos]))
-            elif 0 < dts - before <= 2 * self.step or not self.step:
-                self.step = max(dts - before, 0) or self.step
-        intact_keyframe = packet.is_keyframe and not packet.is_corrupt
-        still = []
-        for loss in self.open:
-            if intact_keyframe and loss.kind == "flagged":
-                loss.after_pos.append(pos)
+                self.gaps += 1  # a step twice the last: a pause, a slower rate, or lost frames
+                self._signal(before, 1, _Signal("gap", before_pos, [pos]))
+            if dts > before:
+                self.step = dts - before
+        if (loss := self.open) is not None:
+            intact_keyframe = packet.is_keyframe and not packet.is_corrupt
+            if intact_keyframe:
+                for signal in loss.signals:
+                    if signal.kind == "flagged":
+                        signal.after_pos.append(pos)
             if loss.at_risk == 0 and intact_keyframe:
-                loss.end = placed
-            else:
-                loss.at_risk = max(0, loss.at_risk - 1)
-                still.append(loss)
-        self.open = still
+                loss.end, self.open = placed, None
+            loss.at_risk = max(0, loss.at_risk - 1)
         if packet.is_corrupt:
-            self._begin(_Loss(dts, 1, "flagged", pos))
+            self._signal(dts, 1, _Signal("flagged", pos))
         self.previous = (dts, pos)
 
-    def _begin(self, loss: _Loss) -> None:
-        self.losses.append(loss)
-        self.open.append(loss)
+    def _signal(self, start: int, at_risk: int, signal: _Signal) -> None:
+        if self.open is None:
+            self.open = _Loss(start, at_risk, [signal])
+            self.losses.append(self.open)
+            return
+        loss = self.open
+        loss.start, loss.at_risk = min(loss.start, start), max(loss.at_risk, at_risk)
+        if len(loss.signals) < MAX_SIGNALS:
+            loss.signals.append(signal)
+        elif loss.signals[-1].kind != "logged":
+            loss.signals.append(_Signal("logged"))  # too broken to judge signal by signal: lost data
 
     def finish(self, end: int, judge: Callable[[int, int], str] | None = None) -> tuple[Span, ...]:
         """The spans, merged; one still open at the end runs to ``end``. ``judge(from_pos, to_pos)``
         reads the container's packets between two byte positions: "intact", "restarted" (intact
-        up to a segment join at ``to_pos``) or "damaged" (ts_packets.py)."""
-        spans, checked = [], 0
+        up to a segment join at ``to_pos``) or "damaged" (ts_packets.py). A span whose every signal
+        is judged harmless (a join, a pause) is dropped."""
+        spans = []
         for loss in self.losses:
-            if loss.kind != "logged" and judge is not None and checked < MAX_BYTE_CHECKS and loss.pos >= 0:
-                checked += 1
-                verdicts = [judge(loss.pos, after) for after in loss.after_pos if after > loss.pos]
-                if loss.kind == "flagged" and "restarted" in verdicts:
-                    continue  # a segment join: nothing lost
-                if loss.kind == "gap" and verdicts and verdicts[0] != "damaged":
-                    continue  # the recorder paused: nothing lost
-            elif loss.kind == "gap":
-                continue  # not judged: a gap stays a gap
+            if not any(self._lost(signal, judge) for signal in loss.signals):
+                continue
             hi = end if loss.end is None else loss.end
             if loss.start < hi:
                 spans.append((loss.start, hi))
@@ -151,6 +159,18 @@ class LostData:
             else:
                 merged.append((lo, hi))
         return tuple(merged)
+
+    def _lost(self, signal: _Signal, judge: Callable[[int, int], str] | None) -> bool:
+        """Whether a signal means lost data; a flag counts as lost, and a gap as a gap, unless judged."""
+        if signal.kind == "logged":
+            return True
+        if judge is None or signal.pos < 0 or self.judged >= MAX_BYTE_CHECKS:
+            return signal.kind == "flagged"
+        self.judged += 1
+        verdicts = [judge(signal.pos, after) for after in signal.after_pos[:3] if after > signal.pos]
+        if signal.kind == "flagged":
+            return "restarted" not in verdicts  # a segment join: nothing lost
+        return bool(verdicts) and verdicts[0] == "damaged"  # else the recorder paused: nothing lost
 
 
 def inside(spans: Sequence[Span], pts: int) -> bool:
