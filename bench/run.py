@@ -102,22 +102,26 @@ def main() -> int:
     limit = _benchmark_app()  # the same IR's pure-inference figure on this CPU: each row's distance to the limit
     if limit:
         print(f"  benchmark_app (same IR, the CPU's native precision, throughput hint, batch 1): {limit['frames_per_s']:.1f} frames/s", flush=True)
+    limit_int8 = _benchmark_app(pattern="*-384x640-*-int8_openvino_model/*.xml") if "openvino-int8" in args.runtimes else None
+    if limit_int8:
+        print(f"  benchmark_app (vigil's INT8 IR, throughput hint, batch 1): {limit_int8['frames_per_s']:.1f} frames/s", flush=True)
     report = {"when": stamp, "machine": {**machine, "load_average_after": os.getloadavg()}, "runs": runs,
-              "benchmark_app": limit}
+              "benchmark_app": limit, "benchmark_app_int8": limit_int8}
     (results / f"{stamp}.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {results / f'{stamp}.json'}")
     return 0
 
 
-def _benchmark_app(seconds: int = 20) -> dict | None:
-    """OpenVINO's benchmark_app on vigil's cached FP32 IR (run in the CPU's native precision), or
-    None where the IR has not been exported yet (run vigil once first)."""
+def _benchmark_app(seconds: int = 20, pattern: str = "*-384x640-dynbatch_openvino_model/*.xml") -> dict | None:
+    """OpenVINO's benchmark_app on one of vigil's cached IRs (by default the FP32 one, run in the
+    CPU's native precision; the INT8 one by its pattern), or None where it has not been built yet
+    (run vigil with that runtime once first)."""
     import re
 
     sys.path.insert(0, str(ROOT / "tasks"))
     from vigil.model.detector import model_cache_dir
 
-    ir = next(model_cache_dir().glob("*-384x640-dynbatch_openvino_model/*.xml"), None)
+    ir = next(model_cache_dir().glob(pattern), None)
     tool = Path(sys.executable).with_name("benchmark_app")
     if ir is None or not tool.exists():
         return None
