@@ -169,3 +169,37 @@ def test_transport_packets_between_two_video_packets_are_judged_by_sync_and_coun
         assert judged(run[:10] + run[12:]) == "damaged"  # two video packets lost
         assert judged(run[:10] + [b"\x13" * size] + run[10:]) == "damaged"  # no sync byte
         assert judged(run[:-1] + [packet(256, 3, start=False, size=size)]) == "damaged"  # not a new payload
+
+
+def test_damage_before_a_recorder_gap_does_not_turn_the_gap_into_damage(footage, tmp_path):
+    """MKV whose clock jumps 600 s ahead (a motion recorder idle), random bytes in the group just
+    before the jump: frames near the damage are undecodable, the idle time stays ``no_frame``."""
+    import av
+
+    clean = corpus.recorder_gap(footage, tmp_path / "gap.mkv", gap_s=600)
+    with av.open(str(clean)) as container:
+        stream = container.streams.video[0]
+        at = next(p.pos for p in container.demux(stream) if p.pts is not None and p.pts * stream.time_base >= 5.1)
+    data = bytearray(clean.read_bytes())
+    rng = random.Random(5)
+    data[at + 50 : at + 1050] = bytes(rng.randrange(256) for _ in range(1000))
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    described, entries = _entries(damaged, 1.0, 60)
+    assert described.damaged
+    idle = sum(float(e.until - e.seconds) for e in entries if e.status == "no_frame")
+    assert idle > 550, f"only {idle:.0f} s of the 600-s gap reads no_frame"
+
+
+def test_a_cut_that_leaves_the_counters_in_step_is_caught_by_packet_positions(footage, tmp_path):
+    """5,000 bytes cut near the end of an MPEG-TS with audio: FFmpeg resynchronises without a flag
+    or an error, and frames decode wrong without a flag either; the video packets no longer lie a
+    whole number of transport packets apart, which is damage."""
+    clean = corpus.with_audio(footage, tmp_path / "clean.ts")
+    damaged = _damaged_copy(clean, tmp_path / "damaged.ts", "cut", seed=2, within=(0.93, 0.99))
+    pictures = _pictures(clean)
+    described, entries = _entries(damaged, 5.0, 4)
+    assert described.damaged
+    for entry in entries:
+        if entry.status == "ok":
+            assert int(entry.image.astype("int64").sum()) == pictures[entry.pts], f"{float(entry.seconds)} s"

@@ -29,6 +29,7 @@ Span = tuple[int, int]  # [from, to) in timeline ticks
 # counts as damage (the safe reading: a stream this broken has lost data somewhere) and a gap as a gap.
 MAX_BYTE_CHECKS = 1000
 MAX_SIGNALS = 64  # kept per span; a span with more is lost data, whatever they say
+CALM_PACKETS = 2  # packets in step after a span's last packet at risk: a jump after them is not its loss
 
 
 @contextmanager
@@ -61,9 +62,12 @@ def errors_in(logs: list) -> bool:
 
 @dataclass
 class _Signal:
-    kind: str  # "flagged" | "logged" | "gap" (a step in decode times, MPEG-TS only: lost only if its bytes are)
+    # "flagged" (the demuxer flagged a packet), "logged" (it logged an error), "resync" (MPEG-TS video packets
+    # not a whole number of transport packets apart), "gap" (a step in decode times, MPEG-TS: lost if its bytes are)
+    kind: str
     pos: int = -1  # byte position of the flagged packet, or of the one before the gap
     after_pos: list[int] = field(default_factory=list)  # a flag: the keyframes' after it; a gap: the packet's after it
+    to_keyframe: bool = False  # a gap: the packet after it is a keyframe (where a glued segment starts)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class _Loss:
     at_risk: int  # packets still to come that may hold lost data
     signals: list[_Signal]  # what the demuxer said, or the decode times showed, while it was open
     end: int | None = None
+    calm: int = 0  # packets in a row since the last one at risk
 
 
 class LostData:
@@ -89,12 +94,16 @@ class LostData:
     counters restart is a segment join, not damage; a gap whose bytes are damaged is lost data
     even where the demuxer's counter check missed it (one skip in 16 keeps the counter in step)."""
 
-    def __init__(self, reorder: int, bytes_tell: bool = False) -> None:
+    def __init__(self, reorder: int, bytes_tell: bool = False, min_gap: int = 0, clock_jump: int = 0) -> None:
         self.reorder = reorder  # the most a decode time may precede its presentation time, in ticks
         self.bytes_tell = bytes_tell
+        self.min_gap = min_gap  # the shortest step in decode times worth judging (ticks)
+        self.clock_jump = clock_jump  # a longer step is a forward jump of the clock (timeline.py), in ticks
         self.losses: list[_Loss] = []
-        self.open: _Loss | None = None
+        self.open: _Loss | None = None  # the span that signals join
+        self.gap: _Loss | None = None  # the latest gap's span, waiting for its keyframe
         self.previous: tuple[int, int] | None = None  # the packet before: (timeline dts, byte position)
+        self.latest = None  # the latest presentation time so far
         self.step = 0  # the last step between decode times
         self.gaps = 0  # gap signals so far
         self.judged = 0  # signals judged by reading bytes
@@ -106,27 +115,57 @@ class LostData:
         if packet.dts is not None and packet.pts is not None:  # the same segment offset as its pts
             dts = min(placed, max(placed - self.reorder, placed - (packet.pts - packet.dts)))
         pos = packet.pos if packet.pos is not None else -1
+        intact_keyframe = packet.is_keyframe and not packet.is_corrupt
         if self.previous is not None:
             before, before_pos = self.previous
-            if lost_before:  # the packet before may hold the hole's start
+            gap = bool(self.step) and dts - before > max(2 * self.step, self.min_gap)
+            if gap and self.open is not None and self.open.calm >= CALM_PACKETS:
+                self._stop_at_gap(pos if intact_keyframe else None)
+            if lost_before and self.clock_jump and dts - before > self.clock_jump:
+                # Lost data, then a clock jump: the jump is the recorder's (a pause would otherwise turn
+                # into hours of damage); the loss is taken to lie within one jump's length of the
+                # packet before it, and the packets after the jump are at risk as usual.
+                self._signal(before, 0, _Signal("logged"))
+                self.open.end, self.open = before + self.clock_jump, None
+                self._signal(dts, 2, _Signal("logged"))
+            elif lost_before:  # the packet before may hold the hole's start
                 self._signal(before, 2, _Signal("logged"))
-            elif self.bytes_tell and self.step and dts - before > 2 * self.step and self.gaps < MAX_BYTE_CHECKS:
-                self.gaps += 1  # a step twice the last: a pause, a slower rate, or lost frames
-                self._signal(before, 1, _Signal("gap", before_pos, [pos]))
+            elif self.bytes_tell and before_pos >= 0 <= pos and not _whole_packets_apart(pos - before_pos):
+                self._signal(before, 1, _Signal("resync"))  # the demuxer skipped bytes that were not transport packets
+            if self.bytes_tell and gap and self.gaps < MAX_BYTE_CHECKS:
+                self.gaps += 1  # a pause, a slower rate, or lost frames: judged by the bytes between
+                self.gap = _Loss(before, 1, [_Signal("gap", before_pos, [pos], to_keyframe=intact_keyframe)])
+                self.losses.append(self.gap)
             if dts > before:
                 self.step = dts - before
-        if (loss := self.open) is not None:
-            intact_keyframe = packet.is_keyframe and not packet.is_corrupt
+        for loss in (self.open, self.gap):
+            if loss is None:
+                continue
             if intact_keyframe:
                 for signal in loss.signals:
                     if signal.kind == "flagged":
                         signal.after_pos.append(pos)
             if loss.at_risk == 0 and intact_keyframe:
-                loss.end, self.open = placed, None
+                loss.end = placed
+                self.open = None if loss is self.open else self.open
+                self.gap = None if loss is self.gap else self.gap
+            loss.calm = loss.calm + 1 if loss.at_risk == 0 else 0
             loss.at_risk = max(0, loss.at_risk - 1)
         if packet.is_corrupt:
             self._signal(dts, 1, _Signal("flagged", pos))
         self.previous = (dts, pos)
+        self.latest = placed if self.latest is None else max(self.latest, placed)
+
+    def _stop_at_gap(self, keyframe_pos: int | None) -> None:
+        """A span open when the decode times jump (a pause, a clock jump) ends before the jump, if
+        packets came in step after its lost data (``CALM_PACKETS``; else the jump may be what
+        was lost): it must not turn a recorder's pause into damage. A keyframe right after the
+        jump is where a flag is judged (a segment join)."""
+        loss, self.open = self.open, None
+        for signal in loss.signals:
+            if signal.kind == "flagged" and keyframe_pos is not None:
+                signal.after_pos.append(keyframe_pos)
+        loss.end = max(loss.start + 1, self.latest + 1)
 
     def _signal(self, start: int, at_risk: int, signal: _Signal) -> None:
         if self.open is None:
@@ -162,7 +201,7 @@ class LostData:
 
     def _lost(self, signal: _Signal, judge: Callable[[int, int], str] | None) -> bool:
         """Whether a signal means lost data; a flag counts as lost, and a gap as a gap, unless judged."""
-        if signal.kind == "logged":
+        if signal.kind in ("logged", "resync"):
             return True
         if judge is None or signal.pos < 0 or self.judged >= MAX_BYTE_CHECKS:
             return signal.kind == "flagged"
@@ -170,7 +209,16 @@ class LostData:
         verdicts = [judge(signal.pos, after) for after in signal.after_pos[:3] if after > signal.pos]
         if signal.kind == "flagged":
             return "restarted" not in verdicts  # a segment join: nothing lost
-        return bool(verdicts) and verdicts[0] == "damaged"  # else the recorder paused: nothing lost
+        if not verdicts or verdicts[0] == "unjudged":
+            return False  # too far apart to tell: a gap stays a gap
+        # A pause keeps the counters in step; a glued segment restarts them at its first keyframe.
+        return not (verdicts[0] == "intact" or (verdicts[0] == "restarted" and signal.to_keyframe))
+
+
+def _whole_packets_apart(distance: int) -> bool:
+    """Whether two MPEG-TS video packets lie a whole number of transport packets apart (in any of
+    the packet sizes in use): where they do not, the demuxer lost sync and skipped bytes."""
+    return any(distance % size == 0 for size in (188, 192, 204))
 
 
 def inside(spans: Sequence[Span], pts: int) -> bool:

@@ -30,7 +30,7 @@ class Keyframe:
 class PacketScan:
     """What the probe collects while demuxing, in decode order."""
 
-    def __init__(self, reorder: int = 0, bytes_tell: bool = False) -> None:
+    def __init__(self, reorder: int = 0, bytes_tell: bool = False, min_gap: int = 0, clock_jump: int = 0) -> None:
         self.decoded = 0  # packets seen (the decode-order index of the next one)
         self.presentation: list[int] = []
         self.keyframes: list[tuple[int, int, int, int]] = []  # (timeline pts, pos, offset, step)
@@ -40,7 +40,7 @@ class PacketScan:
         self.hidden = 0  # packets an edit list leaves out
         self.hidden_keyframes: list[tuple[int, int, int, int]] = []
         self._events_seen = 0
-        self.lost = LostData(reorder, bytes_tell)
+        self.lost = LostData(reorder, bytes_tell, min_gap, clock_jump)
         self._lost_before = False  # carried to the next packet with a presentation time
 
     def hide(self, packet, clock: Clock) -> None:

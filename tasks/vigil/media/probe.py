@@ -33,6 +33,7 @@ from vigil.media.ts_packets import between
 
 MAX_PIXELS = 4096 * 4096  # FFmpeg's own fuzzing cap; larger headers are refused before decoding
 MAX_LISTED = 20  # clock breaks spelled out as warnings (a motion-triggered recorder jumps forward often)
+MIN_GAP_S = 0.25  # a step in decode times shorter than this is jitter, not judged as a possible loss
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,8 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         tb = 1 / as_fraction(frame_rate) if synthesized else Fraction(stream.time_base)
         stream_id, pid = int(stream.index), int(stream.id)
         clock = Clock(tb, 0 if synthesized else wrap_bits_for(container_format))
-        scan = PacketScan(clock.reorder, bytes_tell="mpegts" in container_format.split(","))
+        scan = PacketScan(clock.reorder, bytes_tell="mpegts" in container_format.split(","), min_gap=int(MIN_GAP_S / tb),
+                          clock_jump=clock.forward_jump)  # fmt: skip
         with demuxer_errors() as logs:
             _scan(container, stream, scan, clock, synthesized, logs, uri)
 

@@ -22,11 +22,13 @@ def between(source: BinaryIO, pid: int, start: int, end: int) -> str:
     """How the transport packets from byte ``start`` (a video packet's first) up to the one at
     ``end`` (a later video packet's first, a new payload) hold together: "intact" (a sync byte on
     every packet, the video ``pid``'s counter in step throughout), "restarted" (the same, but the
-    counter restarts at ``end``: a segment glued there) or "damaged" (anything else, or too far
-    apart to read). FFmpeg gives a packet's position as that of its first transport packet (in
+    counter restarts at ``end``: a segment glued there), "damaged" (anything else) or "unjudged"
+    (more than ``MAX_READ`` apart). FFmpeg gives a packet's position as that of its first transport packet (in
     M2TS, of the time code before it)."""
-    if not 0 <= start < end or end - start > MAX_READ:
+    if not 0 <= start < end:
         return "damaged"
+    if end - start > MAX_READ:
+        return "unjudged"  # another camera's megabytes between: too far apart to read
     source.seek(start)
     data = source.read(end - start + 8)
     if len(data) < end - start + 8:
@@ -50,10 +52,10 @@ def _counters(data: bytes, size: int, pid: int) -> str:
             continue
         counter, has_payload = b3 & 0x0F, bool(b3 & 0x10)
         in_step = last is None or counter == ((last + 1) & 0x0F if has_payload else last) or counter == last
-        if at + size >= len(data):  # the later packet's first: a new payload
+        if at + size >= len(data):  # the later packet's first: a new payload, never a repeated one
             if not b1 & 0x40:
                 return "damaged"
-            return "intact" if in_step else "restarted"
+            return "intact" if last is None or counter == (last + 1) & 0x0F else "restarted"
         if not in_step or b1 & 0x80:  # out of step, or the transport error bit
             return "damaged"
         last = counter
