@@ -209,6 +209,84 @@ def test_query_over_an_altered_file_errors_naming_it(signed_run, copy):
         assert target.name in done.stderr and "was changed after it was written" in done.stderr
 
 
+def test_readers_rely_only_on_manifests_the_ledger_vouches_for(signed_run, copy, monkeypatch):
+    """A manifest anyone could write (sealed by its own hash) adds no recording to an answer,
+    shadows no real one with a later run, and stops no recording from being processed."""
+    from vigil.config import ProcessParams, RunRequest
+    from vigil.orchestration import planning
+    from vigil.orchestration.view_guard import ManifestCache
+    from vigil.review import query
+    from vigil.review.decisions import load_decisions
+    from vigil.store.manifest import manifest_bytes
+    from vigil.store.storage import storage_for
+    from vigil.uri import file_uri
+
+    out = file_uri(copy)
+    genuine_path = next((copy / "manifests").glob("*.json"))
+    genuine = json.loads(genuine_path.read_bytes())
+    ghost = {**genuine, "recording_id": "ghost-0123456789ab"}
+    later = {**genuine, "finalized_at": "2099-01-01T00:00:00+00:00", "totals": {**genuine["totals"], "persons_max": 0}}
+    for name, record in (("ghost-0123456789ab.forged.json", ghost), (genuine_path.name.replace(".json", ".later.json"), later)):
+        (copy / "manifests" / name).write_bytes(manifest_bytes(record))
+
+    listed = query.manifests(out)
+    assert [(m.recording_id, m.finalized_at) for m in listed] == [(genuine["recording_id"], genuine["finalized_at"])]
+    page = ManifestCache().listing(storage_for(out), out)
+    assert [m.finalized_at for m in page.manifests] == [genuine["finalized_at"]]
+    assert len(page.problems) == 2 and all("not recorded in the ledger" in why for _, why in page.problems)
+    decision = _record(copy, "reviews")
+    real = json.loads(decision.read_bytes())
+    decision.with_name("forged.json").write_bytes(manifest_bytes({**real, "record_id": "forged", "decision": "rejected"}))
+    assert [r["record_id"] for r in load_decisions(out)] == [real["record_id"]]
+
+    request = RunRequest((file_uri(signed_run["base"] / "source" / "corridor.mp4"),), out,
+                         ProcessParams(sample_fps=0.5, shard_seconds=60))  # fmt: skip
+    recordings = planning.discover(request)
+    assert planning.unprocessed(request, recordings) == []  # the genuine manifest: done
+    genuine_path.write_bytes(manifest_bytes({**genuine, "totals": {**genuine["totals"], "persons_max": 0}}))
+    assert planning.unprocessed(request, recordings) == recordings  # replaced: not what the ledger recorded
+    assert query.manifests(out) == []
+
+    # A forger who also rewrites the ledger, without the deployment's key: taken where the
+    # deployment signs nothing (the ledger is then not authenticated), left out where it signs.
+    _rewrite_ledger(copy, genuine_path)
+    assert [m.recording_id for m in query.manifests(out)] == [genuine["recording_id"]]
+    monkeypatch.setenv("VIGIL_TRUSTED_KEYS", f"{signed_run['other']},{signed_run['pub']}")  # a reader without the private key
+    assert query.manifests(out) == [] and load_decisions(out) == []  # the chain breaks at the rewritten entry
+    assert planning.unprocessed(request, recordings) == recordings
+    monkeypatch.delenv("VIGIL_TRUSTED_KEYS")
+    monkeypatch.setenv("VIGIL_SIGNING_KEY", signed_run["env"]["VIGIL_SIGNING_KEY"])  # a worker
+    assert query.manifests(out) == []
+
+
+def test_what_a_forger_adds_to_a_signed_ledger_vouches_for_nothing_and_breaks_no_reader(signed_run, copy, monkeypatch):
+    import hashlib
+
+    from vigil.review import query
+    from vigil.review.decisions import load_decisions
+    from vigil.store import ledger
+    from vigil.store.manifest import manifest_bytes
+    from vigil.store.storage import storage_for
+    from vigil.uri import file_uri
+
+    out = file_uri(copy)
+    monkeypatch.setenv("VIGIL_TRUSTED_KEYS", str(signed_run["pub"]))  # a reader holding only the public key
+    real = json.loads(next((copy / "manifests").glob("*.json")).read_bytes())
+    ghost = manifest_bytes({**real, "recording_id": "ghost-0123456789ab"})
+    (copy / "manifests" / "ghost-0123456789ab.x.json").write_bytes(ghost)
+    ledger.append(storage_for(out), out, "manifests/ghost-0123456789ab.x.json", hashlib.sha256(ghost).hexdigest(),
+                  None, None, "forger")  # entry 4, linked but unsigned  # fmt: skip
+    (copy / "ledger" / "0000000005.json").write_text("[" * 200_000)
+    (copy / "ledger" / "junk.json").write_text('{"manifest": []}')
+    assert [m.recording_id for m in query.manifests(out)] == [real["recording_id"]]  # entries 1-3 still vouch
+    assert len(load_decisions(out)) == 1
+
+    shutil.rmtree(copy / "ledger")  # and no ledger at all: with a trusted key, nothing is vouched for
+    unledgered = {k: v for k, v in json.loads(ghost).items() if k != "ledger"}
+    (copy / "manifests" / "ghost-0123456789ab.x.json").write_bytes(manifest_bytes(unledgered))
+    assert query.manifests(out) == []
+
+
 def test_exported_package_moved_elsewhere_verifies_with_vigil_and_with_openssl_alone(signed_run, tmp_path):
     from vigil.uri import file_uri
 

@@ -85,10 +85,22 @@ def test_page_refuses_a_logged_in_user_without_access_to_the_dags(processed, vie
     assert viewer_app("VIEWER").get(f"/recordings/{rid}/timeline.png").status_code == 200
 
 
-def _seal(folder, recording_id: str, manifest: dict) -> None:
-    from vigil.store.manifest import manifest_bytes
+def _seal(folder, recording_id: str, manifest: dict, ledgered: bool = True) -> None:
+    """Write a manifest as a forger would; ``ledgered``: and enter it in the (unsigned) ledger too,
+    which a deployment without a signing key cannot tell from vigil's own entries."""
+    import hashlib
 
-    (folder / "manifests" / f"{recording_id}.json").write_bytes(manifest_bytes(manifest))
+    from vigil.store import ledger
+    from vigil.store.manifest import manifest_bytes
+    from vigil.store.storage import storage_for
+    from vigil.uri import file_uri
+
+    data = manifest_bytes(manifest)
+    (folder / "manifests" / f"{recording_id}.json").write_bytes(data)
+    if ledgered:
+        out = file_uri(folder)
+        ledger.append(storage_for(out), out, f"manifests/{recording_id}.json", hashlib.sha256(data).hexdigest(),
+                      None, None, "forger")  # fmt: skip
 
 
 @pytest.fixture
@@ -127,6 +139,7 @@ def hostile(processed, tmp_path, monkeypatch):
     _seal(root, "forged", forged)
     (root / "manifests" / "garbage.json").write_text("{not json")
     _seal(root, "misshapen", {**real, "recording_id": "misshapen", "totals": "<b>not a dict</b>"})
+    _seal(root, "ghost", {**real, "recording_id": "ghost-recording"}, ledgered=False)
     return real["recording_id"]
 
 
@@ -138,6 +151,8 @@ def test_page_escapes_a_hostile_manifest_and_reports_unreadable_ones(hostile, vi
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "&lt;img src=x" in page.text
     assert "garbage.json" in page.text and "misshapen.json" in page.text  # skipped and said so
     assert hostile in page.text  # the intact recording is still listed
+    # A manifest the ledger does not record is named as such, not listed as a recording.
+    assert "ghost.json: not recorded in the ledger" in page.text and "ghost-recording<" not in page.text
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "unsafe-inline" not in csp and "script-src" not in csp
     assert page.headers["x-content-type-options"] == "nosniff"

@@ -22,9 +22,9 @@ from vigil.operator import OperatorPolicy
 from vigil.orchestration.expected import check_all_matched, expected_for
 from vigil.store.contracts import RecordingPlan, ShardTask, SourceVersion
 from vigil.store.index_copy import read_index, save_index
-from vigil.store.manifest import read_manifests
 from vigil.store.readers import HashingReader
 from vigil.store.storage import ObjectInfo, iter_objects, storage_for
+from vigil.store.vouched import vouched_manifests
 from vigil.uri import parse_uri
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,9 @@ def tonight(request: RunRequest, recordings: list[ObjectInfo]) -> tuple[list[Obj
 
 def unprocessed(request: RunRequest, recordings: list[ObjectInfo]) -> list[ObjectInfo]:
     """Recordings with no manifest under the output for the same object version and parameters.
-    An unreadable manifest is logged and counts as no manifest: its recording is processed again."""
-    listing = read_manifests(storage_for(request.out, request.out_conn_id), request.out)
+    A manifest the ledger does not vouch for (store/vouched.py: one anyone could have written) or
+    that cannot be read is logged and counts as none: its recording is processed again."""
+    listing = vouched_manifests(storage_for(request.out, request.out_conn_id), request.out)
     for _, problem in listing.problems:
         log.error("%s (run vigil verify)", problem)
     done = {(m.source.uri, m.source.size, m.source.etag, m.params_fingerprint) for _, m in listing.found}

@@ -6,8 +6,9 @@ which anyone with write access to that store can shape.
 - A listed path must lie under the output, and no symlink on the way is followed.
 - Every response says what it is (``nosniff``), HTML pages carry a strict CSP (no script at all;
   styles allowed by hash), and report pages are sandboxed (an opaque origin, no session).
-- Manifests are parsed once per version (cached by URI and ETag); one that cannot be read is
-  skipped and named on the page instead of breaking it.
+- Manifests are parsed once per version (cached by URI and ETag); one that cannot be read, or that
+  the ledger does not vouch for (store/vouched.py), is skipped and named on the page instead of
+  breaking it or passing for a recording vigil processed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from vigil.review.report import csp_hash
 from vigil.store.manifest import Manifest, load_manifest
 from vigil.store.schema import MANIFESTS
 from vigil.store.storage import ObjectInfo, Storage
+from vigil.store.vouched import Vouching, declares_ledger, deployment_keys
 from vigil.uri import is_within, join_uri, parse_uri
 
 # The only names a manifest's "artifacts" may list that the page serves, with their types.
@@ -79,20 +81,24 @@ class Listing:
 
 class ManifestCache:
     """Parsed manifests by (URI, ETag, size, last modified): a request lists the folder once and
-    reads only manifests that are new or changed since the last request."""
+    reads only manifests that are new or changed since the last request. Ledger entries are cached
+    the same way; a manifest the ledger does not vouch for (store/vouched.py) is named, not shown."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple, Manifest | None, str | None]] = {}
+        self._entries: dict[str, tuple[tuple, Manifest | None, str | None, str, bool]] = {}
+        self._ledger: dict = {}  # store.vouched.Vouching's cache
         self._lock = threading.Lock()
         self.reads = 0  # manifest bodies read, for tests and curiosity
 
     def listing(self, storage: Storage, out: str) -> Listing:
         manifests, problems, seen = [], [], set()
+        vouching = Vouching(storage, out, deployment_keys(), self._ledger)  # entries are read once each
         for info in storage.list(join_uri(out, MANIFESTS)):
             if not info.uri.endswith(".json"):
                 continue
             seen.add(info.uri)
-            manifest, problem = self._get(storage, info)
+            manifest, problem, sha256, declares = self._get(storage, info)
+            problem = problem or vouching.problem_of(info.uri, sha256, declares)
             if problem:
                 problems.append((info.uri, problem))
             else:
@@ -102,20 +108,23 @@ class ManifestCache:
                 del self._entries[uri]
         return Listing(sorted(manifests, key=lambda m: (m.recording_id, m.finalized_at)), problems)
 
-    def _get(self, storage: Storage, info: ObjectInfo) -> tuple[Manifest | None, str | None]:
+    def _get(self, storage: Storage, info: ObjectInfo) -> tuple[Manifest | None, str | None, str, bool]:
         version = (info.etag, info.size, info.last_modified)
         with self._lock:
             cached = self._entries.get(info.uri)
         if cached and cached[0] == version and info.etag:
-            return cached[1], cached[2]
+            return cached[1:]
         self.reads += 1
+        data = b""
         try:
-            manifest, problem = _well_formed(load_manifest(storage.read_bytes(info.uri), info.uri)), None
+            data = storage.read_bytes(info.uri)
+            manifest, problem = _well_formed(load_manifest(data, info.uri)), None
         except (VigilError, ValueError, KeyError, TypeError) as exc:
             manifest, problem = None, str(exc)
+        entry = (version, manifest, problem, hashlib.sha256(data).hexdigest(), declares_ledger(data))
         with self._lock:
-            self._entries[info.uri] = (version, manifest, problem)
-        return manifest, problem
+            self._entries[info.uri] = entry
+        return entry[1:]
 
 
 def _well_formed(manifest: Manifest) -> Manifest:

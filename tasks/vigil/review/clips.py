@@ -25,8 +25,9 @@ from fractions import Fraction
 from vigil.errors import IntegrityError, ObjectNotFound, ParameterError, RecordingError
 from vigil.store.layout import CLIPS, partition
 from vigil.store.custody import publish_sealed
-from vigil.store.manifest import load_sealed, sealed_records
+from vigil.store.manifest import load_sealed
 from vigil.store.storage import storage_for
+from vigil.store.vouched import vouched_records
 from vigil.uri import join_uri
 
 CLIP_FORMAT = "clip-1"
@@ -160,8 +161,9 @@ def _existing(storage, record_uri: str, digest: str) -> ClipRecord:
 
 
 def load_clip_records(out: str, conn_id: str | None = None) -> list[dict]:
-    """Every clip record under ``out``; an altered record is an error naming it."""
-    return sealed_records(storage_for(out, conn_id), join_uri(out, CLIPS))
+    """Every clip record under ``out`` that the ledger vouches for (store/vouched.py); an altered
+    record is an error naming it."""
+    return vouched_records(storage_for(out, conn_id), out, join_uri(out, CLIPS))
 
 
 def _one_manifest(listed: list, recording: str):

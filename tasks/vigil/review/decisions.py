@@ -19,8 +19,9 @@ from datetime import datetime, timezone
 from vigil.errors import IntegrityError, ObjectNotFound, ParameterError
 from vigil.store.custody import publish_sealed
 from vigil.store.layout import REVIEWS, partition
-from vigil.store.manifest import load_sealed, sealed_records
+from vigil.store.manifest import load_sealed
 from vigil.store.storage import storage_for
+from vigil.store.vouched import vouched_records
 from vigil.uri import join_uri
 
 DECISIONS = ("confirmed", "rejected", "uncertain")
@@ -73,9 +74,10 @@ def record_decision(out: str, recording: str, target: str, target_id: int, decis
 
 
 def load_decisions(out: str, conn_id: str | None = None) -> list[dict]:
-    """Every decision under ``out``, oldest first; an altered record is an error naming it."""
-    records = sealed_records(storage_for(out, conn_id), join_uri(out, REVIEWS))
-    records = [r for r in records if r.get("format") == RECORD_FORMAT]  # not the attachments beside them
+    """Every decision under ``out`` that the ledger vouches for (store/vouched.py), oldest first; an
+    altered record is an error naming it."""
+    records = vouched_records(storage_for(out, conn_id), out, join_uri(out, REVIEWS),
+                              lambda r: r.get("format") == RECORD_FORMAT)  # not the attachments beside them  # fmt: skip
     return sorted(records, key=lambda r: (r["decided_at"], r["record_id"]))
 
 

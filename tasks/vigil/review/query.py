@@ -19,10 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vigil.errors import ParameterError
-from vigil.store.manifest import Manifest, read_manifests
+from vigil.store.manifest import Manifest
 from vigil.store.schema import ALL_TABLES, DETECTIONS, SCHEMAS
 from vigil.store.storage import storage_for
 from vigil.store.verified import listed_files, read_verified
+from vigil.store.vouched import vouched_manifests
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,10 @@ class Result:
 
 
 def manifests(out: str, conn_id: str | None = None) -> list[Manifest]:
-    """The manifest of each recording under ``out`` (its latest run). An altered or unreadable
-    manifest is left out and logged (run ``vigil verify``); it never hides the others."""
-    listing = read_manifests(storage_for(out, conn_id), out)
+    """The manifest of each recording under ``out`` (its latest run) that the ledger vouches for
+    (store/vouched.py). An altered, unrecorded or unreadable manifest is left out and logged (run
+    ``vigil verify``); it never hides the others."""
+    listing = vouched_manifests(storage_for(out, conn_id), out)
     for _, problem in listing.problems:
         log.warning("left out: %s (run vigil verify)", problem)
     latest: dict[str, Manifest] = {}

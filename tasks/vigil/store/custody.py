@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 
 from vigil.errors import IntegrityError, ObjectNotFound
 from vigil.store import ledger, signing, timestamps
-from vigil.store.layout import CLIPS, KEYS, LEDGER, REVIEWS, sealed_record_uris
+from vigil.store.layout import CLIPS, KEYS, LEDGER, REVIEWS, relative_path, sealed_record_uris
 from vigil.store.manifest import manifest_bytes
 from vigil.store.schema import MANIFESTS
 from vigil.store.storage import Storage
+from vigil.store.vouched import declares_ledger
 from vigil.uri import join_uri
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def seal(storage: Storage, out: str, record_uri: str, data: bytes, run: str | No
         storage.write_bytes(key_uri(out, signer.fingerprint), signer.public_pem(), if_absent=True)
         storage.write_bytes(record_uri + signing.KEY_NAME_SUFFIX, signing.key_name_bytes(signer.fingerprint))
         storage.write_bytes(record_uri + signing.SIG_SUFFIX, signature)
-    path = _relative(record_uri, out)
+    path = relative_path(record_uri, out)
     head = ledger.append(storage, out, path, hashlib.sha256(data).hexdigest(), signature, signer, run or ledger.run_id())
     urls = timestamps.configured_urls()
     missing = timestamps.stamp(storage, record_uri, data, urls) if urls else []
@@ -114,7 +115,7 @@ def check(storage: Storage, out: str, keys: dict | None, roots: list, expected_h
     present: dict[str, bytes] = {}
     tokens = _token_index(storage, out)
     for uri in sealed_record_uris(storage, out):
-        path = _relative(uri, out)
+        path = relative_path(uri, out)
         data = present[path] = storage.read_bytes(uri)
         if keys is not None:
             _check_signature(storage, uri, data, keys, _kind(path), report)
@@ -126,7 +127,7 @@ def check(storage: Storage, out: str, keys: dict | None, roots: list, expected_h
         if keys is not None:
             report.problems.append(f"{ledger_uri}: no ledger; this output cannot be authenticated")
         for path, data in present.items():
-            if keys is not None or _declares_ledger(data):
+            if keys is not None or declares_ledger(data):
                 report.problems.append(f"{join_uri(out, path)}: not recorded in the ledger: {ledger_uri} is missing or emptied")
     else:
         _check_against_ledger(out, present, chain, _selection(storage, out), keys is not None, report)
@@ -144,7 +145,7 @@ def _check_against_ledger(out: str, present: dict[str, bytes], chain: ledger.Led
     for path, data in present.items():
         entry = chain.latest.get(path)
         if entry is None:
-            if strict or _declares_ledger(data):
+            if strict or declares_ledger(data):
                 report.problems.append(f"{join_uri(out, path)}: not recorded in the ledger")
             else:
                 report.notes.append(f"{join_uri(out, path)}: written before this output had a ledger")
@@ -164,14 +165,6 @@ _DELETED = {"manifest": "the recording's output", "clip record": "the clip recor
 def _kind(path: str) -> str:
     """Which kind of sealed record a path (relative to the output) is."""
     return _KINDS.get(path.split("/", 1)[0], "manifest")
-
-
-def _declares_ledger(data: bytes) -> bool:
-    """Whether a record says it was recorded in the ledger (every record sealed since there is one)."""
-    try:
-        return json.loads(data).get("ledger") == LEDGER
-    except ValueError:
-        return False
 
 
 def check_args(storage: Storage, out: str, key_files: list[str], root_files: list[str], head: str | None) -> CustodyReport:
@@ -243,8 +236,3 @@ def _selection(storage: Storage, out: str) -> set[str] | None:
 
 
 
-def _relative(uri: str, out: str) -> str:
-    prefix = out.rstrip("/") + "/"
-    if not uri.startswith(prefix):
-        raise ValueError(f"{uri} is not under the output location {out}")
-    return uri[len(prefix):]

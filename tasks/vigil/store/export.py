@@ -12,6 +12,7 @@ not packaged. Texts are built in ``store.package_docs``.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,7 +25,10 @@ from vigil.store.schema import MANIFESTS
 from vigil.store.sink import read_provenance
 from vigil.store.storage import Storage, storage_for
 from vigil.store.verified import read_verified
+from vigil.store.vouched import Vouching, deployment_keys
 from vigil.uri import file_uri, join_uri
+
+log = logging.getLogger(__name__)
 
 
 def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str | None = None) -> str:
@@ -33,7 +37,8 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
     source, target = storage_for(out, conn_id), storage_for(dest, conn_id)
     if target.list(dest):
         raise ParameterError(f"{dest} is not empty: an evidence package goes into a new folder or prefix")
-    chosen = _select(source, out, recordings or [])
+    vouching = Vouching(source, out, deployment_keys())  # only what the ledger vouches for is packaged
+    chosen = _select(source, out, recordings or [], vouching)
     entries = ledger.read_all(source, out)
     latest = {ledger.parse(data, uri).manifest: ledger.parse(data, uri) for uri, data in entries}
     sums, fingerprints, provenance = [], set(), {}
@@ -61,7 +66,7 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
 
     for path, manifest, data in chosen:
         copy_sealed(path, data, _listed(manifest))
-    records = _records(source, out, {m["recording_id"] for _, m, _ in chosen})
+    records = _records(source, out, {m["recording_id"] for _, m, _ in chosen}, vouching)
     for path, record, data in records:
         copy_sealed(path, data, _record_files(record))
     for uri, data in entries:  # the whole chain: an excerpt could not show that nothing was cut
@@ -86,12 +91,15 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
     return dest
 
 
-def _select(storage: Storage, out: str, wanted: list[str]) -> list[tuple[str, dict, bytes]]:
+def _select(storage: Storage, out: str, wanted: list[str], vouching: Vouching) -> list[tuple[str, dict, bytes]]:
     chosen = []
     for info in sorted(storage.list(join_uri(out, MANIFESTS)), key=lambda i: i.uri):
         if not info.uri.endswith(".json"):
             continue
         data = storage.read_bytes(info.uri)
+        if (problem := vouching.problem(info.uri, data)) is not None:
+            log.warning("not packaged: %s", problem)
+            continue
         manifest = load_sealed(data, info.uri)  # the JSON as written (PROCESSING.md reads it)
         rid = manifest["recording_id"]
         if not wanted or any(rid == w or rid.startswith(w + "-") for w in wanted):
@@ -103,12 +111,15 @@ def _select(storage: Storage, out: str, wanted: list[str]) -> list[tuple[str, di
     return chosen
 
 
-def _records(storage: Storage, out: str, recordings: set[str]) -> list[tuple[str, dict, bytes]]:
-    """The clip records and review decisions of the chosen recordings (an altered one is refused)."""
+def _records(storage: Storage, out: str, recordings: set[str], vouching: Vouching) -> list[tuple[str, dict, bytes]]:
+    """The clip records and review decisions of the chosen recordings that the ledger vouches for."""
     found = []
     for uri in sealed_record_uris(storage, out):
         if partition_value(uri) in recordings and not uri.startswith(join_uri(out, MANIFESTS)):
             data = storage.read_bytes(uri)
+            if (problem := vouching.problem(uri, data)) is not None:
+                log.warning("not packaged: %s", problem)
+                continue
             found.append((uri[len(out.rstrip("/")) + 1:], load_sealed(data, uri), data))
     return found
 

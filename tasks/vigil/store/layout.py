@@ -117,6 +117,14 @@ def manifest_uri(out: str, recording_id: str, run: str) -> str:
     return join_uri(out, MANIFESTS, f"{recording_id}.{run}.json")
 
 
+def relative_path(uri: str, out: str) -> str:
+    """A URI under the output location, as the path the ledger records for it."""
+    prefix = out.rstrip("/") + "/"
+    if not uri.startswith(prefix):
+        raise ValueError(f"{uri} is not under the output location {out}")
+    return uri[len(prefix) :]
+
+
 def manifest_uris(storage: Storage, out: str) -> list[str]:
     """Every manifest under ``out`` (``.json`` only: anything else there is not a manifest), sorted."""
     return sorted(i.uri for i in storage.list(join_uri(out, MANIFESTS)) if i.uri.endswith(".json"))

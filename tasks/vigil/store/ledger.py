@@ -168,7 +168,7 @@ def check_chain(storage: Storage, out: str, keys: dict | None, expected_head: He
         if entry.prev != prev:
             problems.append(f"{uri}: does not follow the entry before it (the ledger was rewritten)")
         if keys is not None:
-            problems.extend(_check_entry_signature(uri, entry, keys))
+            problems.extend(entry_signature_problems(uri, entry, keys))
         latest[entry.manifest] = entry
         prev, last = hashlib.sha256(data).hexdigest(), Head(entry.seq, hashlib.sha256(data).hexdigest())
     if expected_head is not None:
@@ -188,7 +188,8 @@ def _entry_hash(storage: Storage, out: str, seq: int) -> str | None:
         return None
 
 
-def _check_entry_signature(uri: str, entry: Entry, keys: dict) -> list[str]:
+def entry_signature_problems(uri: str, entry: Entry, keys: dict) -> list[str]:
+    """What is wrong with an entry's own signature, given the trusted ``keys`` (nothing: it is theirs)."""
     if not entry.entry_signature:
         return [f"{uri}: ledger entry is not signed"]
     if check(entry.body_bytes(), base64.b64decode(entry.entry_signature), keys, entry.key_fingerprint) is None:

@@ -160,12 +160,6 @@ def file_uris(manifest: Manifest, out: str, table: str) -> list[str]:
     return [join_uri(out, shard.files[table]["path"]) for shard in manifest.shards]
 
 
-def sealed_records(storage: Storage, prefix_uri: str) -> list[dict]:
-    """Every sealed JSON record under a prefix (clip records, review decisions); an altered one is
-    a ``ManifestError`` naming it."""
-    return [load_sealed(storage.read_bytes(i.uri), i.uri) for i in storage.list(prefix_uri) if i.uri.endswith(".json")]
-
-
 def load_manifest(data: bytes, uri: str) -> Manifest:
     """Parse a manifest, refusing one whose bytes are not exactly what vigil wrote."""
     return Manifest.from_dict(load_sealed(data, uri))
