@@ -233,6 +233,3 @@ def _selection(storage: Storage, out: str) -> set[str] | None:
     except ObjectNotFound:
         return None
     return {*selection["manifests"], *selection.get("records", [])}
-
-
-
