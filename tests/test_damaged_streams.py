@@ -203,3 +203,19 @@ def test_a_cut_that_leaves_the_counters_in_step_is_caught_by_packet_positions(fo
     for entry in entries:
         if entry.status == "ok":
             assert int(entry.image.astype("int64").sum()) == pictures[entry.pts], f"{float(entry.seconds)} s"
+
+
+def test_a_damaged_gap_ends_where_the_next_gap_begins():
+    """Two steps in the decode times before any keyframe (a motion recorder switching rates): the
+    first, judged damaged, must not run on to the end of the recording."""
+    from types import SimpleNamespace
+
+    from vigil.media.damage import LostData
+
+    lost = LostData(reorder=0, bytes_tell=True, min_gap=10)
+    times = [0, 4, 8, 12, 40, 44, 48, 52, 200, 204, 208]  # gaps before 40 and before 200
+    for n, t in enumerate(times):
+        lost.packet(t, SimpleNamespace(pts=t, dts=t, pos=188 * n, is_keyframe=n == 0, is_corrupt=False), False)
+    verdicts = {188 * 3: "damaged", 188 * 7: "intact"}  # judged from the packet before each gap
+    spans = lost.finish(1000, lambda start, end: verdicts[start])
+    assert spans == ((12, 53),)

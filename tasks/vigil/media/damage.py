@@ -134,6 +134,8 @@ class LostData:
                 self._signal(before, 1, _Signal("resync"))  # the demuxer skipped bytes that were not transport packets
             if self.bytes_tell and gap and self.gaps < MAX_BYTE_CHECKS:
                 self.gaps += 1  # a pause, a slower rate, or lost frames: judged by the bytes between
+                if self.gap is not None:  # the gap before, still without its keyframe, ends before this one
+                    self.gap.end = max(self.gap.start + 1, self.latest + 1)
                 self.gap = _Loss(before, 1, [_Signal("gap", before_pos, [pos], to_keyframe=intact_keyframe)])
                 self.losses.append(self.gap)
             if dts > before:
