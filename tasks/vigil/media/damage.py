@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Iterator, Sequence
 
+from vigil.media.ts_packets import PACKET_SIZES
+
 Span = tuple[int, int]  # [from, to) in timeline ticks
 # Flags and gaps judged by reading the packets around them (a few kB each); past these, a flag
 # counts as damage (the safe reading: a stream this broken has lost data somewhere) and a gap as a gap.
 MAX_BYTE_CHECKS = 1000
 MAX_SIGNALS = 64  # kept per span; a span with more is lost data, whatever they say
 CALM_PACKETS = 2  # packets in step after a span's last packet at risk: a jump after them is not its loss
+AV_LOG_ERROR = 16  # FFmpeg's AV_LOG_ERROR (av.logging.ERROR), part of its ABI: read per packet, no import
 
 
 @contextmanager
@@ -53,9 +56,7 @@ def demuxer_errors() -> Iterator[list]:
 
 def errors_in(logs: list) -> bool:
     """Whether ``logs`` hold an error (or worse), and forget them."""
-    import av.logging
-
-    found = any(level <= av.logging.ERROR for level, _, _ in logs)
+    found = any(level <= AV_LOG_ERROR for level, _, _ in logs)
     logs.clear()
     return found
 
@@ -220,7 +221,7 @@ class LostData:
 def _whole_packets_apart(distance: int) -> bool:
     """Whether two MPEG-TS video packets lie a whole number of transport packets apart (in any of
     the packet sizes in use): where they do not, the demuxer lost sync and skipped bytes."""
-    return any(distance % size == 0 for size in (188, 192, 204))
+    return any(distance % size == 0 for size in PACKET_SIZES)
 
 
 def inside(spans: Sequence[Span], pts: int) -> bool:

@@ -15,6 +15,7 @@ from typing import BinaryIO
 SYNC = 0x47
 # (packet size, sync byte's offset in it): plain; M2TS (a 4-byte time code first); 16 bytes of FEC after
 PACKET_LAYOUTS = ((188, 0), (192, 4), (192, 0), (204, 0))
+PACKET_SIZES = frozenset(size for size, _ in PACKET_LAYOUTS)
 MAX_READ = 8 << 20  # two video packets and what lies between them, at most
 
 

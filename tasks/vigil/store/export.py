@@ -40,7 +40,7 @@ def export(out: str, to: str, recordings: list[str] | None = None, conn_id: str 
     vouching = Vouching(source, out, deployment_keys())  # only what the ledger vouches for is packaged
     chosen = _select(source, out, recordings or [], vouching)
     entries = ledger.read_all(source, out)
-    latest = {ledger.parse(data, uri).manifest: ledger.parse(data, uri) for uri, data in entries}
+    latest = {entry.manifest: entry for entry in (ledger.parse(data, uri) for uri, data in entries)}
     sums, fingerprints, provenance = [], set(), {}
 
     def copy(path: str, data: bytes) -> None:
