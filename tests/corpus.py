@@ -353,3 +353,10 @@ def with_audio(source: Path, target: Path, format: str = "mpegts", seconds: floa
         for sound in audio.encode(None):
             output.mux(sound)
     return target
+
+
+def program_stream(source: Path, target: Path) -> Path:
+    """``source``'s video copied into an MPEG program stream, as FFmpeg's muxer (and DVD-style
+    recorders) write it: a PES packet's timestamp belongs to the first frame that starts in it, so
+    small frames that share one carry none. By way of MPEG-TS, for Annex-B H.264."""
+    return remux(remux(source, target.with_suffix(".ts"), format="mpegts"), target, format="mpeg")

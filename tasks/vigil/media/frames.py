@@ -86,7 +86,8 @@ def sampled_frames(
         source.seek(0)
         yield from _decode_shard(source, uri, probe, shard, fps, keyframes, decoder, frame_threads, bins,
                                  skip_pictures=False)  # fmt: skip
-    lost = bin_runs(probe.damaged, probe.start_pts, probe.tb, fps, first_bin, end_bin)
+    # Bins where data was lost, or untimed frames lie, hold frames: never "no_frame".
+    lost = bin_runs(sorted([*probe.damaged, *probe.untimed]), probe.start_pts, probe.tb, fps, first_bin, end_bin)
     yield from _unanalysed(shard, fps, first_bin, end_bin, bins.sampled, bins.with_packets, lost)
 
 

@@ -5,11 +5,14 @@ breaks.
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
 from vigil.errors import RecordingError
-from vigil.media.damage import LostData
+from vigil.media.damage import LostData, Span
 from vigil.media.timeline import Clock, Discontinuity
 
 # A recording whose clock spans more than this per frame is not footage but a broken (or hostile)
@@ -41,6 +44,7 @@ class PacketScan:
         self.hidden_keyframes: list[tuple[int, int, int, int]] = []
         self._events_seen = 0
         self.lost = LostData(reorder, bytes_tell, min_gap, clock_jump)
+        self.untimed = UntimedFrames(reorder)
         self._lost_before = False  # carried to the next packet with a presentation time
 
     def hide(self, packet, clock: Clock) -> None:
@@ -63,7 +67,11 @@ class PacketScan:
             self._events_seen = len(clock.events)
         if placed is None:
             self._lost_before |= lost_before
+            if not synthesized:
+                self.untimed.packet()
             return  # a packet the muxer left without a presentation time
+        if not synthesized:  # a synthesised time is the packet's number: every packet has one
+            self.untimed.timed(placed, clock.previous[0] + clock.offset)
         self.presentation.append(placed)
         self.lost.packet(placed, packet, lost_before or self._lost_before)
         self._lost_before = False
@@ -109,4 +117,66 @@ class PacketScan:
         return dict(start_pts=start, end_pts=end, frame_count=len(presentation), keyframes=tuple(keyframes),
                     discontinuities=discontinuities, frame_pts=tuple(presentation),
                     repeated_times=len(presentation) - len(rank), hidden_frames=self.hidden,
-                    damaged=self.lost.finish(end, judge))  # fmt: skip
+                    damaged=self.lost.finish(end, judge), untimed_frames=self.untimed.count,
+                    untimed=self.untimed.finish(end))  # fmt: skip
+
+
+class UntimedFrames:
+    """Where the frames of packets without a presentation time lie. An MPEG program stream stamps
+    only the first frame that starts in each PES packet, so small frames (a still corridor) often
+    carry none; their pictures cannot be placed on the timeline. Such a frame is decoded after the
+    timed packet before it and before the one after it, and shown at most the stream's largest
+    presentation delay later: within that span a bin without a timed frame is not empty, it holds
+    a frame that is not analysed. Where the two timed packets lie further apart than the untimed
+    ones need (a pause), the frames lie after the first or before the second: both ends count,
+    not the pause."""
+
+    def __init__(self, max_delay: int = 0) -> None:
+        self.count = 0
+        self.spans: list[Span] = []
+        self.max_delay = max_delay  # a presentation delay beyond B-frame reordering is a broken clock, not a delay
+        self._run: tuple[int | None, int] | None = None  # (decode tick before the run, packets in it)
+        self._decode_tick: int | None = None  # the last timed packet's
+        self._delay = 0  # the largest presentation - decode delay seen
+        self._steps: deque[float] = deque(maxlen=64)  # recent decode steps per frame: their median is the frame step
+
+    def packet(self) -> None:
+        self.count += 1
+        before, count = self._run or (self._decode_tick, 0)
+        self._run = (before, count + 1)
+
+    def timed(self, placed: int, decode_tick: int) -> None:
+        self._delay = max(self._delay, min(placed - decode_tick, self.max_delay or placed - decode_tick))
+        before, count = self._run or (self._decode_tick, 0)
+        if before is not None and decode_tick > before:
+            self._steps.append((decode_tick - before) / (count + 1))
+        if self._run:
+            step = math.ceil(statistics.median(self._steps)) if self._steps else 1
+            need = (count + 1) * step  # the decode times k untimed frames take up
+            end = decode_tick + self._delay + step
+            if before is None:
+                self._add(decode_tick - need, end)
+            elif decode_tick - before <= 2 * need:
+                self._add(before, end)
+            else:  # a pause between: the frames lie at one end or the other
+                self._add(before, before + need + self._delay + step)
+                self._add(decode_tick - need, end)
+            self._run = None
+        self._decode_tick = decode_tick
+
+    def finish(self, end: int) -> tuple[Span, ...]:
+        if self._run:
+            self._add(self._run[0] if self._run[0] is not None else end, end)
+        merged: list[Span] = []
+        for lo, hi in sorted(self.spans):
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        return tuple(merged)
+
+    def _add(self, lo: int, hi: int) -> None:
+        if self.spans and lo <= self.spans[-1][1]:  # runs a few packets apart overlap: keep the list short
+            self.spans[-1] = (min(self.spans[-1][0], lo), max(self.spans[-1][1], hi))
+        elif lo < hi:
+            self.spans.append((lo, hi))

@@ -72,6 +72,10 @@ class RecordingProbe:
     # Where the demuxer lost damaged bytes (damage.py): timeline [from, to) spans whose frames are not
     # analysed and whose empty bins are "undecodable".
     damaged: tuple[Span, ...] = ()
+    # Frames whose packets carry no presentation time (packet_scan.UntimedFrames): not analysed; the
+    # spans they may lie in, where a bin without a timed frame is "undecodable", not empty.
+    untimed_frames: int = 0
+    untimed: tuple[Span, ...] = ()
     # Every frame's timeline pts, sorted: for planning only (which bins hold a frame), never serialised.
     frame_pts: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
@@ -85,6 +89,13 @@ class RecordingProbe:
             notes.append(
                 f"the container's data is damaged: the demuxer lost bytes at {len(self.damaged)} places ({where}{more}); "
                 "frames there are not analysed and those times are undecodable, not empty"
+            )  # fmt: skip
+        if self.untimed_frames:
+            notes.append(
+                f"{self.untimed_frames} frames carry no presentation time (an MPEG program stream stamps only some "
+                "frames): they cannot be placed in time and are not analysed; frame indices count the timed frames "
+                "only, and times where untimed frames lie read undecodable, not empty; re-encode the recording with a "
+                "timestamp on every frame (or re-export it from the recorder) to analyse them"
             )  # fmt: skip
         if self.hidden_frames:
             notes.append(
@@ -177,6 +188,7 @@ class RecordingProbe:
         values["keyframes"] = tuple(Keyframe(**k) if isinstance(k, dict) else Keyframe(*k) for k in values["keyframes"])
         values["index_bytes"] = tuple(values["index_bytes"]) if values.get("index_bytes") else None
         values["damaged"] = tuple(tuple(span) for span in values.get("damaged", ()))
+        values["untimed"] = tuple(tuple(span) for span in values.get("untimed", ()))
         values["discontinuities"] = tuple(
             Discontinuity(**d) if isinstance(d, dict) else d for d in values.get("discontinuities", ())
         )

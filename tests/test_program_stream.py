@@ -1,0 +1,95 @@
+"""MPEG program streams (DVD-style recorders, FFmpeg's ``mpeg`` muxer) stamp only the first frame
+that starts in each PES packet: small frames often carry no presentation time. Such frames cannot
+be placed in time; the bins where they lie hold frames, so they are never ``no_frame``, a pause
+beside them stays one, and every frame that is analysed is the picture at its time."""
+
+import collections
+
+import pytest
+
+import corpus
+from test_damaged_streams import _entries
+from vigil.media.status import STATUS_NO_FRAME, STATUS_OK, STATUS_UNDECODABLE
+
+
+def _timed_pictures(path):
+    """pts -> pixel checksum of every decoded frame with a presentation time of its own."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [(f.pts, int(f.to_ndarray(format="bgr24").astype("int64").sum())) for f in container.decode(video=0)]
+    times = collections.Counter(pts for pts, _ in frames)
+    return {pts: total for pts, total in frames if pts is not None and times[pts] == 1}
+
+
+def test_untimed_frames_are_accounted_for_and_timed_ones_are_the_pictures_at_their_time(footage, tmp_path):
+    clean = corpus.b_frames_odd_gop(footage, tmp_path / "clean.mp4")  # 10 fps, B-frames: many small frames
+    stream = corpus.program_stream(clean, tmp_path / "clean.mpg")
+    described, entries = _entries(stream, 5.0, 600)
+
+    assert described.untimed_frames > 0 and described.untimed
+    assert "carry no presentation time" in " ".join(described.warnings)
+    statuses = collections.Counter(e.status for e in entries)
+    assert statuses[STATUS_NO_FRAME] == 0, "the recording has a frame in every bin"
+    assert statuses[STATUS_OK] >= 50 and statuses[STATUS_UNDECODABLE] > 0
+    assert statuses[STATUS_OK] + statuses[STATUS_UNDECODABLE] == 100  # 20 s at 5 fps: every bin accounted for
+    pictures = _timed_pictures(stream)
+    for entry in entries:
+        if entry.status == STATUS_OK and entry.pts in pictures:
+            assert int(entry.image.astype("int64").sum()) == pictures[entry.pts], f"{float(entry.seconds)} s"
+    def outcome(found):
+        return sorted((e.seconds, e.status, e.frame_index) for e in found)
+
+    assert outcome(_entries(stream, 5.0, 4)[1]) == outcome(entries)  # the same whatever the shard length
+
+
+@pytest.mark.parametrize("gap_s", [3, 30])
+def test_a_pause_beside_untimed_frames_stays_a_pause(footage, tmp_path, gap_s):
+    """A motion recorder idle for ``gap_s`` between two 6-s runs of a B-frame clip, in a program stream."""
+    clean = corpus.b_frames_odd_gop(footage, tmp_path / "clean.mp4")  # closed groups
+    stream = corpus.program_stream(_paused(clean, tmp_path / "paused.mkv", 6, gap_s), tmp_path / "paused.mpg")
+    described, entries = _entries(stream, 1.0, 600)
+
+    assert described.untimed_frames > 0
+    gaps = [e for e in entries if e.status == STATUS_NO_FRAME]
+    assert len(gaps) == 1
+    assert gap_s - 2 <= float(gaps[0].until - gaps[0].seconds) <= gap_s + 1
+    assert 5 <= float(gaps[0].seconds) <= 7
+
+
+def _paused(source, target, at_s: float, gap_s: float):
+    """``source`` with every packet from its first keyframe at or after ``at_s`` (in decode order)
+    ``gap_s`` later: a recorder idle there. Packets are copied as they are."""
+    import av
+
+    with av.open(str(source)) as container, av.open(str(target), "w", format="matroska") as output:
+        stream = container.streams.video[0]
+        out_stream = output.add_stream_from_template(stream)
+        shift, shifting = int(round(gap_s / stream.time_base)), False
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            shifting = shifting or (packet.is_keyframe and packet.pts * stream.time_base >= at_s)
+            if shifting:
+                packet.pts += shift
+                packet.dts += shift
+            packet.stream = out_stream
+            output.mux(packet)
+    return target
+
+
+def test_untimed_frames_across_a_pause_mark_its_two_ends_not_the_pause():
+    """Two untimed frames between a timed packet at 200 and one at 10,000 (frame step 100): they
+    lie within three steps after the first or before the second, never in the pause."""
+    from vigil.media.packet_scan import UntimedFrames
+
+    untimed = UntimedFrames()
+    for tick in (0, 100, 200):
+        untimed.timed(tick, tick)
+    untimed.packet()
+    untimed.packet()
+    untimed.timed(10_000, 10_000)
+    untimed.packet()  # one more, between two packets a step apart: the whole hole
+    untimed.timed(10_200, 10_200)
+    assert untimed.count == 3
+    assert untimed.finish(20_000) == ((200, 600), (9_700, 10_300))
