@@ -19,6 +19,7 @@ from vigil.media.timeline import Clock, Discontinuity
 # clock: two frames 10^14 ms apart would otherwise plan 10^11 sampling bins.
 MAX_SECONDS_PER_FRAME = 3600
 MAX_DURATION_S = 366 * 24 * 3600
+MAX_REORDER_FRAMES = 16  # H.264/HEVC hold at most 16 reference pictures: reordering runs no deeper
 
 
 @dataclass(frozen=True)
@@ -124,21 +125,28 @@ class PacketScan:
 class UntimedFrames:
     """Where the frames of packets without a presentation time lie. An MPEG program stream stamps
     only the first frame that starts in each PES packet, so small frames (a still corridor) often
-    carry none; their pictures cannot be placed on the timeline. Such a frame is decoded after the
-    timed packet before it and before the one after it, and shown at most the stream's largest
-    presentation delay later: within that span a bin without a timed frame is not empty, it holds
-    a frame that is not analysed. Where the two timed packets lie further apart than the untimed
-    ones need (a pause), the frames lie after the first or before the second: both ends count,
-    not the pause."""
+    carry none; their pictures cannot be placed on the timeline, but a bin where one lies is not
+    empty: it holds a frame that is not analysed.
+
+    The k frames of a run between two timed packets are decoded in the k + 1 frame steps after the
+    first or before the second (both ends count: a pause may lie between), and shown no later
+    than the frames decoded up to the stream's reordering depth after them: the latest timed
+    presentation among the next few timed packets bounds them (B-frames running into a slower
+    stretch are shown seconds after they are decoded). In a slower stretch the step is its own, so
+    the stretch is covered whole. A pause shorter than both ends reads "undecodable", the safe side."""
 
     def __init__(self, max_delay: int = 0) -> None:
         self.count = 0
         self.spans: list[Span] = []
         self.max_delay = max_delay  # a presentation delay beyond B-frame reordering is a broken clock, not a delay
         self._run: tuple[int | None, int] | None = None  # (decode tick before the run, packets in it)
+        # Ended runs waiting for the timed packets decoded after them:
+        # [before, count, after, step before, step after, latest presentation seen, timed packets still to see]
+        self._waiting: list[list] = []
         self._decode_tick: int | None = None  # the last timed packet's
-        self._delay = 0  # the largest presentation - decode delay seen
-        self._steps: deque[float] = deque(maxlen=64)  # recent decode steps per frame: their median is the frame step
+        self._delay = 0  # the largest presentation - decode delay seen, in ticks
+        self._steps: deque[float] = deque(maxlen=64)  # recent decode steps per frame: their median is the usual one
+        self._last_step: float | None = None  # per frame, over the interval up to the last timed packet
 
     def packet(self) -> None:
         self.count += 1
@@ -146,25 +154,26 @@ class UntimedFrames:
         self._run = (before, count + 1)
 
     def timed(self, placed: int, decode_tick: int) -> None:
-        self._delay = max(self._delay, min(placed - decode_tick, self.max_delay or placed - decode_tick))
         before, count = self._run or (self._decode_tick, 0)
-        if before is not None and decode_tick > before:
-            self._steps.append((decode_tick - before) / (count + 1))
+        step = (decode_tick - before) / (count + 1) if before is not None and decode_tick > before else None
+        if step is not None:
+            self._steps.append(step)
+        self._delay = max(self._delay, placed - decode_tick)
+        for run in self._waiting:
+            run[4] = step if run[4] is None else run[4]
+            run[5] = max(run[5], placed)
+            run[6] -= 1
+        while self._waiting and self._waiting[0][6] <= 0:
+            self._place(*self._waiting.pop(0)[:6])
         if self._run:
-            step = math.ceil(statistics.median(self._steps)) if self._steps else 1
-            need = (count + 1) * step  # the decode times k untimed frames take up
-            end = decode_tick + self._delay + step
-            if before is None:
-                self._add(decode_tick - need, end)
-            elif decode_tick - before <= 2 * need:
-                self._add(before, end)
-            else:  # a pause between: the frames lie at one end or the other
-                self._add(before, before + need + self._delay + step)
-                self._add(decode_tick - need, end)
+            self._waiting.append([before, count, decode_tick, self._last_step, None, placed, self._depth() + 1])
             self._run = None
+        self._last_step = step
         self._decode_tick = decode_tick
 
     def finish(self, end: int) -> tuple[Span, ...]:
+        for run in self._waiting:
+            self._place(*run[:6])
         if self._run:
             self._add(self._run[0] if self._run[0] is not None else end, end)
         merged: list[Span] = []
@@ -174,6 +183,30 @@ class UntimedFrames:
             else:
                 merged.append((lo, hi))
         return tuple(merged)
+
+    def _depth(self) -> int:
+        """Frames of reordering: how many frames decoded after one may be shown before it."""
+        return min(math.ceil(self._delay / self._usual_step()), MAX_REORDER_FRAMES)
+
+    def _usual_step(self) -> float:
+        return max(statistics.median(self._steps), 1) if self._steps else 1
+
+    def _place(self, before: int | None, count: int, after: int, step_before: float | None,
+               step_after: float | None, latest_shown: int) -> None:  # fmt: skip
+        usual = self._usual_step()
+        own = (after - before) / (count + 1) if before is not None else usual
+        around = max((s for s in (step_before, step_after) if s is not None), default=usual)
+        # A run in a slower stretch (its neighbours slow too) takes up its whole interval; one beside
+        # a pause (its own interval far longer than its neighbours') takes up the usual steps.
+        step = math.ceil(max(usual, min(own, around)))
+        need = (count + 1) * step  # the decode times the run's frames take up
+        depth, cap = self._depth(), self.max_delay or math.inf
+        if before is not None:  # decoded just after `before`, shown within the reordering depth at this step
+            self._add(before, before + need + min(depth * step, cap) + step)
+        # Decoded just before `after`: shown by the latest of the frames decoded next, and within the
+        # run's frames and the reordering depth at the pace that follows (a pause there: the cap).
+        pace = max(step, math.ceil(step_after or 0))
+        self._add(after - need, min(max(latest_shown, after), after + (count + depth + 1) * pace, after + cap) + step)
 
     def _add(self, lo: int, hi: int) -> None:
         if self.spans and lo <= self.spans[-1][1]:  # runs a few packets apart overlap: keep the list short
