@@ -93,7 +93,8 @@ class RecordingProbe:
         if self.untimed_frames:
             notes.append(
                 f"{self.untimed_frames} frames carry no presentation time (an MPEG program stream stamps only some "
-                "frames): they cannot be placed in time and are not analysed; frame indices count the timed frames "
+                "frames; elsewhere a damaged header loses it): they cannot be placed in time and are not analysed, "
+                "nor are any that follow the last timed frame; frame indices count the timed frames "
                 "only, and times where untimed frames lie read undecodable, not empty; re-encode the recording with a "
                 "timestamp on every frame (or re-export it from the recorder) to analyse them"
             )  # fmt: skip
