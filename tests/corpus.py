@@ -57,15 +57,16 @@ def _frames(footage: Path, count: int):
 
 
 def encode(frames, times_s, target: Path, rotation: int | None = None, size: tuple[int, int] | None = None,
-           options: dict | None = None) -> Path:  # fmt: skip
+           options: dict | None = None, rate: int = 10) -> Path:  # fmt: skip
     """H.264 in MP4 with the given presentation times (seconds): variable frame rate is allowed.
-    ``options`` are libx264's (default: a keyframe every 10 frames, no B-frames)."""
+    ``options`` are libx264's (default: a keyframe every 10 frames, no B-frames); ``rate``: the
+    nominal frame rate the encoder is told (with B-frames, the times must keep to it)."""
     import av
 
     frames = list(frames)
     height, width = size or frames[0].shape[:2]
     with av.open(str(target), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=10)
+        stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, 1000)
         stream.codec_context.options = options or {"g": "10", "bf": "0"}

@@ -177,9 +177,14 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
         # (damage) or is not asked for (skipped) still counts, as the probe counted it.
         demuxed: list[int] = []
 
+        before_anchor = skip_before is not None  # packets without a byte position count as before it until it comes
+
         def wants(packet) -> bool:
-            if skip_before is not None and packet.pos is not None and 0 <= packet.pos < skip_before:
+            nonlocal before_anchor
+            pos = packet.pos if packet.pos is not None else -1
+            if skip_before is not None and (0 <= pos < skip_before or (before_anchor and pos < 0)):
                 return False  # before the anchor's packet (a byte seek, or decoding from the start)
+            before_anchor = False
             if packet.is_discard and not probe.synthesized_fps:
                 loss.send(None)
                 return True  # hidden by an edit list (as in the probe): a reference only, its frame never comes out
@@ -234,8 +239,8 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
             if seconds >= shard.end:
                 break
             current_bin = sample_bin(seconds, fps)
-            if current_bin in bins.sampled or frame_index is None or probe.damaged_at(pts):
-                continue  # already sampled; not placeable exactly until the next keyframe; or near lost data
+            if current_bin in bins.sampled or frame_index is None or probe.damaged_at(pts) or probe.ambiguous_at(pts):
+                continue  # already sampled; not placeable exactly until the next keyframe; near lost data; or a time two share
             bins.sampled.add(current_bin)
             plan.needed_from = (current_bin + 1) / fps  # frames come in time order: earlier bins are closed
             # Only sampled frames leave the decoder: an NVDEC frame stays in GPU memory until here.

@@ -29,6 +29,10 @@ class Keyframe:
     pos: int = -1  # byte offset of its packet in the file (-1: the container does not say)
     offset: int = 0  # timeline minus raw clock of its segment (what a shard's Clock starts from)
     step: int = 0  # the clock's last frame step there (where a reset after it is placed)
+    # Byte offset of the last packet before it that has one (-1: none). A byte seek starts there: in
+    # an MPEG program stream the keyframe's PES may begin with the previous frame's tail, and a
+    # parser that starts at that PES gives the tail the keyframe's time and the keyframe none.
+    lead_pos: int = -1
 
 
 class PacketScan:
@@ -37,7 +41,7 @@ class PacketScan:
     def __init__(self, reorder: int = 0, bytes_tell: bool = False, min_gap: int = 0, clock_jump: int = 0) -> None:
         self.decoded = 0  # packets seen (the decode-order index of the next one)
         self.presentation: list[int] = []
-        self.keyframes: list[tuple[int, int, int, int]] = []  # (timeline pts, pos, offset, step)
+        self.keyframes: list[tuple[int, int, int, int, int]] = []  # (timeline pts, pos, offset, step, lead_pos)
         self.events: list[tuple[str, int, int, int]] = []  # (kind, raw step, timeline tick, pos)
         self.latest: int | None = None
         self.last_duration = 0
@@ -47,6 +51,7 @@ class PacketScan:
         self.lost = LostData(reorder, bytes_tell, min_gap, clock_jump)
         self.untimed = UntimedFrames(reorder)
         self._lost_before = False  # carried to the next packet with a presentation time
+        self._last_pos = -1  # the byte offset of the last packet that had one
 
     def hide(self, packet, clock: Clock) -> None:
         """A packet outside the edit list: no frame of the timeline, but a keyframe among them is
@@ -61,6 +66,7 @@ class PacketScan:
         """One packet; ``lost_before``: the demuxer logged an error since the one before it."""
         self.decoded += 1
         pos = packet.pos if packet.pos is not None else -1
+        lead_pos, self._last_pos = self._last_pos, pos if pos >= 0 else self._last_pos
         if len(clock.events) > self._events_seen:
             for kind, delta, _ in clock.events[self._events_seen :]:
                 tick = placed if placed is not None else (clock.previous[0] + clock.offset)
@@ -79,7 +85,7 @@ class PacketScan:
         if self.latest is None or placed > self.latest:
             self.latest, self.last_duration = placed, (1 if synthesized else packet.duration or 0)
         if packet.is_keyframe:
-            self.keyframes.append((placed, pos, clock.offset, clock.step))
+            self.keyframes.append((placed, pos, clock.offset, clock.step, lead_pos))
 
     def timeline(self, uri: str, clock: Clock, judge: Callable[[int, int], str] | None = None) -> dict:
         """The probe's fields that the packets decide (RecordingProbe's), once all are scanned;
@@ -102,10 +108,10 @@ class PacketScan:
                 "(ffmpeg -fflags +genpts -i in -c copy out.mp4) and check its times by hand",
             )  # fmt: skip
         keyframes, seen = [], set()
-        for pts, pos, offset, step in self.keyframes:
+        for pts, pos, offset, step, lead_pos in self.keyframes:
             if pts not in seen:
                 seen.add(pts)
-                keyframes.append(Keyframe(pts, rank[pts], pos, offset, step))
+                keyframes.append(Keyframe(pts, rank[pts], pos, offset, step, lead_pos))
         for pts, pos, offset, step in self.hidden_keyframes:  # where decoding starts for the first frames shown
             if pts < start and pts not in seen:  # its index: that of the first frame shown after it
                 seen.add(pts)
@@ -118,8 +124,15 @@ class PacketScan:
         return dict(start_pts=start, end_pts=end, frame_count=len(presentation), keyframes=tuple(keyframes),
                     discontinuities=discontinuities, frame_pts=tuple(presentation),
                     repeated_times=len(presentation) - len(rank), hidden_frames=self.hidden,
+                    ambiguous_times=self._ambiguous_times(presentation),
                     damaged=self.lost.finish(end, judge), untimed_frames=self.untimed.count,
                     untimed=self.untimed.finish(end))  # fmt: skip
+
+    def _ambiguous_times(self, presentation: list[int]) -> tuple[int, ...]:
+        """The times (sorted) more than one frame has, where some packets carry none (probe.ambiguous_times)."""
+        if not self.untimed.count:
+            return ()
+        return tuple(sorted({a for a, b in zip(presentation, presentation[1:]) if a == b}))
 
 
 class UntimedFrames:

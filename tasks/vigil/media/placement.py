@@ -6,6 +6,7 @@ replays the probe's ``timeline.Clock`` from there, so every packet lands where t
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from fractions import Fraction
 
@@ -23,14 +24,13 @@ def seek_to_anchor(container, stream, probe: RecordingProbe, shard: ShardRange, 
     if shard.anchor_pts <= probe.start_pts and shard.anchor_index == 0:
         return None  # from the first packet: the Clock starts as the probe's did
     if probe.byte_seek and shard.anchor_pos >= 0:
-        container.seek(shard.anchor_pos, unsupported_byte_offset=True)
+        target = _lead_pos(probe, shard)  # a packet early, so that the parser meets the keyframe in step
+        container.seek(target, unsupported_byte_offset=True)
         landed = next((p.pos for p in container.demux(stream) if p.pos is not None and p.pos >= 0), None)
         if landed is None or landed > shard.anchor_pos:  # landed past the keyframe: read from the start
-            container.seek(0, unsupported_byte_offset=True)
-            placer.from_anchor(shard)  # the packets before the anchor are skipped, not placed
-            return shard.anchor_pos
-        container.seek(shard.anchor_pos, unsupported_byte_offset=True)
-        placer.from_anchor(shard)
+            target = 0
+        container.seek(target, unsupported_byte_offset=True)
+        placer.from_anchor(shard)  # the packets before the anchor's are skipped, not placed
         return shard.anchor_pos
     if probe.discontinuities or probe.synthesized_fps:
         placer.from_start()  # no index and no byte positions: follow the clock from the start
@@ -38,6 +38,16 @@ def seek_to_anchor(container, stream, probe: RecordingProbe, shard: ShardRange, 
     container.seek(shard.anchor_pts - shard.anchor_offset, stream=stream, backward=True, any_frame=False)
     placer.from_anchor(shard)
     return None
+
+
+def _lead_pos(probe: RecordingProbe, shard: ShardRange) -> int:
+    """Where a byte seek to the shard's anchor starts reading: the packet before the keyframe's, as
+    the probe saw it (``Keyframe.lead_pos``), or the keyframe's own where the probe knew none."""
+    i = bisect.bisect_left(probe.keyframe_pts, shard.anchor_pts)
+    anchor = probe.keyframes[i] if i < len(probe.keyframes) else None
+    if anchor is not None and anchor.pts == shard.anchor_pts and 0 <= anchor.lead_pos < shard.anchor_pos:
+        return anchor.lead_pos
+    return shard.anchor_pos
 
 
 class Placer:

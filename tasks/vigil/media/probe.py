@@ -76,6 +76,10 @@ class RecordingProbe:
     # spans they may lie in, where a bin without a timed frame is "undecodable", not empty.
     untimed_frames: int = 0
     untimed: tuple[Span, ...] = ()
+    # Times two frames share where frames are untimed: the parser gave a packet's time to a frame
+    # that ended in it as well as to the one that began there, so neither is known to be the
+    # picture at that time, and neither is analysed.
+    ambiguous_times: tuple[int, ...] = ()
     # Every frame's timeline pts, sorted: for planning only (which bins hold a frame), never serialised.
     frame_pts: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
@@ -118,7 +122,9 @@ class RecordingProbe:
             notes.append(
                 f"{self.repeated_times} frames share their presentation time with another frame (a recorder "
                 "or muxer fault, or an edited file): at each such time only the first frame shown is analysed"
-            )
+                + (", except where frames carry no time: there neither is known to be the picture at that time, "
+                   "and none is analysed" if self.ambiguous_times else "")
+            )  # fmt: skip
         if self.synthesized_fps:
             notes.append(
                 f"the stream carries no timestamps: times are synthesised at {self.synthesized_fps:g} fps "
@@ -158,6 +164,14 @@ class RecordingProbe:
         """Seconds from the first frame (exact)."""
         return (pts - self.start_pts) * self.tb
 
+    def ambiguous_at(self, pts: int) -> bool:
+        """Whether frames share timeline ``pts`` where it is not known which is the picture there."""
+        return bool(self.ambiguous_times) and pts in self._ambiguous
+
+    @cached_property
+    def _ambiguous(self) -> frozenset[int]:
+        return frozenset(self.ambiguous_times)
+
     def damaged_at(self, pts: int) -> bool:
         """Whether timeline ``pts`` lies where the demuxer lost data (its frame may be concealed)."""
         return bool(self.damaged) and inside(self.damaged, pts)
@@ -190,6 +204,7 @@ class RecordingProbe:
         values["index_bytes"] = tuple(values["index_bytes"]) if values.get("index_bytes") else None
         values["damaged"] = tuple(tuple(span) for span in values.get("damaged", ()))
         values["untimed"] = tuple(tuple(span) for span in values.get("untimed", ()))
+        values["ambiguous_times"] = tuple(values.get("ambiguous_times", ()))
         values["discontinuities"] = tuple(
             Discontinuity(**d) if isinstance(d, dict) else d for d in values.get("discontinuities", ())
         )
