@@ -21,6 +21,16 @@ def _source_pictures(path):
         return [int(f.to_ndarray(format="bgr24").astype("int64").sum()) for f in container.decode(video=0)]
 
 
+def _source_times(path):
+    """Every frame's time in the clip, in seconds from its first (exact)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = sorted(p.pts * stream.time_base for p in container.demux(stream) if p.pts is not None)
+    return [t - times[0] for t in times]
+
+
 def _assert_pictures_at_their_times(entries, source, fps):
     """Every analysed frame is the source's picture at that time (``fps``: the source's constant rate)."""
     pictures = _source_pictures(source)
@@ -50,14 +60,56 @@ def test_untimed_frames_are_accounted_for_and_timed_ones_are_the_pictures_at_the
     assert _outcome(_entries(stream, 5.0, 4)[1]) == _outcome(entries)  # the same whatever the shard length
 
 
-@pytest.mark.parametrize("fps, options", [(25, {"g": "25", "bf": "2"}),
-                                          (30, {"g": "30", "bf": "3", "x264-params": "b-pyramid=normal"})])
-def test_short_shards_analyse_what_one_long_shard_does(footage, tmp_path, fps, options):
+def test_a_damaged_program_stream_analyses_no_concealed_picture(footage, tmp_path):
+    """30 KB of random bytes in a program stream: its demuxer resynchronises without a word, and
+    the decoder flags only an untimed picture as corrupt, concealing the rest. Nothing after that
+    is analysed until a timed keyframe comes out (before: four concealed pictures read ``ok``)."""
+    times = [i / 10 for i in range(200)]
+    clean = corpus.encode(corpus._frames(footage, 200), times, tmp_path / "clean.mp4", options={"g": "17", "bf": "2"})
+    stream = corpus.program_stream(clean, tmp_path / "clean.mpg")
+    damaged = corpus.corrupted_middle(stream, tmp_path / "damaged.mpg", length=30_000, seed=3)
+    _, entries = _entries(damaged, 5.0, 600)
+
+    statuses = collections.Counter(e.status for e in entries)
+    assert statuses[STATUS_OK] >= 30 and statuses[STATUS_UNDECODABLE] > 34  # before: 66 and 34, four of the 66 concealed
+    _assert_pictures_at_their_times(entries, clean, 10)
+
+
+def _planned_entries(path, sample_fps, shard_seconds, out):
+    """Every shard's sampled frames as the pipeline decodes them: planned by ``planning.plan_all``,
+    each task carried through its serialised form (as Airflow's XCom carries it)."""
+    from vigil.config import ProcessParams, RunRequest
+    from vigil.media.frames import sampled_frames
+    from vigil.orchestration import planning
+    from vigil.store.contracts import ShardTask
+    from vigil.uri import file_uri
+
+    params = ProcessParams(sample_fps=sample_fps, shard_seconds=shard_seconds)
+    request = RunRequest(sources=(file_uri(str(path)),), out=file_uri(str(out)), params=params)
+    planned = planning.plan_all(request, planning.discover(request))
+    found = []
+    for task in (ShardTask.from_dict(t.to_dict()) for t in planned["shards"]):
+        with open(path, "rb") as handle:
+            found += list(sampled_frames(handle, str(path), task.plan.probe, task.shard, sample_fps, list(task.keyframes)))
+    return found
+
+
+@pytest.mark.parametrize("fps, options, size", [(25, {"g": "25", "bf": "2"}, None),
+                                                (30, {"g": "30", "bf": "3", "x264-params": "b-pyramid=normal"}, None),
+                                                (25, {"g": "25", "bf": "2"}, (1280, 720))])  # fmt: skip
+def test_short_shards_analyse_what_one_long_shard_does(footage, tmp_path, fps, options, size):
     """At 25 and 30 fps a keyframe's PES often begins with the previous frame's tail: a shard's byte
-    seek starts a packet early, so that the parser gives the keyframe its time, as the probe saw it
-    (before: 3-s shards of the 25-fps clip analysed 84 bins, one long shard 94)."""
-    clip = corpus.encode(corpus._frames(footage, 20 * fps), [i / fps for i in range(20 * fps)], tmp_path / "clip.mp4",
-                         options=options, rate=fps)  # fmt: skip
+    seek starts a packet early and skips up to the keyframe's own packet, so that the parser gives
+    the keyframe its time, as the probe saw it (before: 3-s shards of the 25-fps clip analysed 84
+    bins, one long shard 94). At 720p the tail even carries the keyframe's byte offset. Shards are
+    planned and serialised as the pipeline does it; at the full frame rate too, no bin that holds
+    a frame reads ``no_frame`` (one given the next frame's time left its own bin so)."""
+    frames = corpus._frames(footage, 20 * fps)
+    if size:
+        import cv2
+
+        frames = (cv2.resize(image, size) for image in frames)
+    clip = corpus.encode(frames, [i / fps for i in range(20 * fps)], tmp_path / "clip.mp4", options=options, rate=fps)
     stream = corpus.program_stream(clip, tmp_path / "clip.mpg")
     described, entries = _entries(stream, 5.0, 600)
 
@@ -66,7 +118,13 @@ def test_short_shards_analyse_what_one_long_shard_does(footage, tmp_path, fps, o
     assert statuses[STATUS_NO_FRAME] == 0 and statuses[STATUS_OK] >= 90
     _assert_pictures_at_their_times(entries, clip, fps)
     for shard_seconds in (2, 3):
-        assert _outcome(_entries(stream, 5.0, shard_seconds)[1]) == _outcome(entries), f"{shard_seconds}-s shards"
+        found = _planned_entries(stream, 5.0, shard_seconds, tmp_path / f"out-{shard_seconds}")
+        assert _outcome(found) == _outcome(entries), f"{shard_seconds}-s shards"
+    every_frame = _entries(stream, float(fps), 600)[1]
+    times = _source_times(clip)
+    for gap in (e for e in every_frame if e.status == STATUS_NO_FRAME):  # the clip's millisecond times jitter
+        assert not [float(t) for t in times if gap.seconds <= t < gap.until], f"no_frame at {float(gap.seconds)} s"
+    _assert_pictures_at_their_times(every_frame, clip, fps)
 
 
 @pytest.mark.parametrize("gap_s", [12, 30])

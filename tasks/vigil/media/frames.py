@@ -209,8 +209,12 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
                 loss.begin()
                 continue
             pts = placer.frame(frame)
+            if pts is None and frame.is_corrupt and previous is not None:  # untimed, decoded with errors
+                skipped.lost()
+                frame_index = None
+                loss.begin()  # (an open group's leading pictures after the seek come out before `previous`)
             if pts is None or pts < shard.anchor_pts:
-                continue  # before the anchor: the demuxer seeked earlier than asked
+                continue  # untimed, or before the anchor: the demuxer seeked earlier than asked
             seconds = probe.seconds(pts)
             skipped.came_out(seconds)
             if frame.is_corrupt:  # FFmpeg decoded it with errors

@@ -29,9 +29,9 @@ class Keyframe:
     pos: int = -1  # byte offset of its packet in the file (-1: the container does not say)
     offset: int = 0  # timeline minus raw clock of its segment (what a shard's Clock starts from)
     step: int = 0  # the clock's last frame step there (where a reset after it is placed)
-    # Byte offset of the last packet before it that has one (-1: none). A byte seek starts there: in
-    # an MPEG program stream the keyframe's PES may begin with the previous frame's tail, and a
-    # parser that starts at that PES gives the tail the keyframe's time and the keyframe none.
+    # Byte offset of the last packet before it with an offset below its own (-1: none). A byte seek
+    # starts there: in an MPEG program stream the keyframe's PES may begin with the previous frame's
+    # tail, and a parser that starts at that PES gives the tail the keyframe's time and the keyframe none.
     lead_pos: int = -1
 
 
@@ -51,7 +51,7 @@ class PacketScan:
         self.lost = LostData(reorder, bytes_tell, min_gap, clock_jump)
         self.untimed = UntimedFrames(reorder)
         self._lost_before = False  # carried to the next packet with a presentation time
-        self._last_pos = -1  # the byte offset of the last packet that had one
+        self._positions = (-1, -1)  # the last two byte offsets packets had, the latest first
 
     def hide(self, packet, clock: Clock) -> None:
         """A packet outside the edit list: no frame of the timeline, but a keyframe among them is
@@ -66,7 +66,11 @@ class PacketScan:
         """One packet; ``lost_before``: the demuxer logged an error since the one before it."""
         self.decoded += 1
         pos = packet.pos if packet.pos is not None else -1
-        lead_pos, self._last_pos = self._last_pos, pos if pos >= 0 else self._last_pos
+        # A frame's tail can come out with the offset of the PES the next frame begins in: the lead
+        # is the last offset below this packet's.
+        lead_pos = next((p for p in self._positions if p < pos), -1)
+        if pos >= 0 and pos != self._positions[0]:
+            self._positions = (pos, self._positions[0])
         if len(clock.events) > self._events_seen:
             for kind, delta, _ in clock.events[self._events_seen :]:
                 tick = placed if placed is not None else (clock.previous[0] + clock.offset)
@@ -121,12 +125,14 @@ class PacketScan:
             Discontinuity(kind, round(float((tick - start) * tb), 6), pos, round(float(delta * tb), 6))
             for kind, delta, tick, pos in self.events
         )
+        ambiguous = self._ambiguous_times(presentation)
+        for pts in ambiguous:
+            self.untimed.mistimed(pts)
         return dict(start_pts=start, end_pts=end, frame_count=len(presentation), keyframes=tuple(keyframes),
                     discontinuities=discontinuities, frame_pts=tuple(presentation),
                     repeated_times=len(presentation) - len(rank), hidden_frames=self.hidden,
-                    ambiguous_times=self._ambiguous_times(presentation),
-                    damaged=self.lost.finish(end, judge), untimed_frames=self.untimed.count,
-                    untimed=self.untimed.finish(end))  # fmt: skip
+                    ambiguous_times=ambiguous, damaged=self.lost.finish(end, judge),
+                    untimed_frames=self.untimed.count, untimed=self.untimed.finish(end))  # fmt: skip
 
     def _ambiguous_times(self, presentation: list[int]) -> tuple[int, ...]:
         """The times (sorted) more than one frame has, where some packets carry none (probe.ambiguous_times)."""
@@ -151,6 +157,7 @@ class UntimedFrames:
     def __init__(self, max_delay: int = 0) -> None:
         self.count = 0
         self.spans: list[Span] = []
+        self._mistimed: list[Span] = []  # around times two frames share, in any order
         self.max_delay = max_delay  # a presentation delay beyond B-frame reordering is a broken clock, not a delay
         self._run: tuple[int | None, int] | None = None  # (decode tick before the run, packets in it)
         # Ended runs waiting for the timed packets decoded after them:
@@ -184,13 +191,20 @@ class UntimedFrames:
         self._last_step = step
         self._decode_tick = decode_tick
 
+    def mistimed(self, shared: int) -> None:
+        """Two frames share the time ``shared`` (probe.ambiguous_times): one of them is an untimed frame
+        the parser gave the time of the frame after it, and may be shown up to the reordering delay
+        and a step either side of it."""
+        reach = min(self._delay, self.max_delay or math.inf) + math.ceil(self._usual_step())
+        self._mistimed.append((shared - reach, shared + reach + 1))
+
     def finish(self, end: int) -> tuple[Span, ...]:
         for run in self._waiting:
             self._place(*run[:6])
         if self._run:
             self._add(self._run[0] if self._run[0] is not None else end, end)
         merged: list[Span] = []
-        for lo, hi in sorted(self.spans):
+        for lo, hi in sorted([*self.spans, *self._mistimed]):
             if merged and lo <= merged[-1][1]:
                 merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
             else:

@@ -6,7 +6,6 @@ replays the probe's ``timeline.Clock`` from there, so every packet lands where t
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from fractions import Fraction
 
@@ -24,7 +23,8 @@ def seek_to_anchor(container, stream, probe: RecordingProbe, shard: ShardRange, 
     if shard.anchor_pts <= probe.start_pts and shard.anchor_index == 0:
         return None  # from the first packet: the Clock starts as the probe's did
     if probe.byte_seek and shard.anchor_pos >= 0:
-        target = _lead_pos(probe, shard)  # a packet early, so that the parser meets the keyframe in step
+        # A packet early, so that the parser meets the keyframe in step (Keyframe.lead_pos).
+        target = shard.anchor_lead_pos if 0 <= shard.anchor_lead_pos < shard.anchor_pos else shard.anchor_pos
         container.seek(target, unsupported_byte_offset=True)
         landed = next((p.pos for p in container.demux(stream) if p.pos is not None and p.pos >= 0), None)
         if landed is None or landed > shard.anchor_pos:  # landed past the keyframe: read from the start
@@ -38,16 +38,6 @@ def seek_to_anchor(container, stream, probe: RecordingProbe, shard: ShardRange, 
     container.seek(shard.anchor_pts - shard.anchor_offset, stream=stream, backward=True, any_frame=False)
     placer.from_anchor(shard)
     return None
-
-
-def _lead_pos(probe: RecordingProbe, shard: ShardRange) -> int:
-    """Where a byte seek to the shard's anchor starts reading: the packet before the keyframe's, as
-    the probe saw it (``Keyframe.lead_pos``), or the keyframe's own where the probe knew none."""
-    i = bisect.bisect_left(probe.keyframe_pts, shard.anchor_pts)
-    anchor = probe.keyframes[i] if i < len(probe.keyframes) else None
-    if anchor is not None and anchor.pts == shard.anchor_pts and 0 <= anchor.lead_pos < shard.anchor_pos:
-        return anchor.lead_pos
-    return shard.anchor_pos
 
 
 class Placer:

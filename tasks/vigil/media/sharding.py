@@ -33,6 +33,7 @@ class ShardRange:
     anchor_pos: int = -1  # its packet's byte position (seek target in containers without an index)
     anchor_offset: int = 0  # its segment's timeline offset, and the clock step there (timeline.Clock)
     anchor_step: int = 0
+    anchor_lead_pos: int = -1  # where a byte seek starts, a packet before the anchor's (Keyframe.lead_pos)
     # Byte position of the first keyframe at or after ``end``: what a shard reads stops about there
     # (a read-ahead bound for remote reads, never a cut-off). -1: unknown, or the end of the file.
     end_pos: int = -1
@@ -58,6 +59,7 @@ class ShardRange:
             anchor_pos=int(values.get("anchor_pos", -1)),
             anchor_offset=int(values.get("anchor_offset", 0)),
             anchor_step=int(values.get("anchor_step", 0)),
+            anchor_lead_pos=int(values.get("anchor_lead_pos", -1)),
             end_pos=int(values.get("end_pos", -1)),
             empty_bins=None if values.get("empty_bins") is None else tuple(tuple(r) for r in values["empty_bins"]),
         )
@@ -87,7 +89,7 @@ def plan_shards(probe: RecordingProbe, params: ProcessParams, max_shards: int = 
         anchor = probe.keyframe_at_or_before(start)
         runs = None if empty is None else _clip(empty, math.ceil(start * fps), math.ceil(end * fps))
         shards.append(ShardRange(index, start, end, anchor.pts, anchor.frame_index, anchor.pos, anchor.offset,
-                                 anchor.step, _end_pos(probe, end, anchor.pos), runs))  # fmt: skip
+                                 anchor.step, anchor.lead_pos, _end_pos(probe, end, anchor.pos), runs))  # fmt: skip
     return shards
 
 
