@@ -28,6 +28,7 @@ from vigil.media.containers import (  # noqa: F401 (re-exported: frames and call
 )
 from vigil.media.damage import Span, demuxer_errors, errors_in, inside
 from vigil.media.packet_scan import Keyframe, PacketScan  # noqa: F401 (Keyframe re-exported)
+from vigil.media.ps_packs import PackWatch
 from vigil.media.timeline import Clock, Discontinuity, wrap_bits_for
 from vigil.media.ts_packets import between
 
@@ -223,7 +224,8 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
     """
     import av
 
-    with _open(source, uri) as container:
+    watch = PackWatch(source)  # program streams: their packs checked as the demuxer reads them
+    with _open(watch, uri) as container:
         streams = video_streams(container)
         if not streams:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
@@ -250,7 +252,7 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
         scan = PacketScan(clock.reorder, bytes_tell="mpegts" in container_format.split(","), min_gap=int(MIN_GAP_S / tb),
                           clock_jump=clock.forward_jump)  # fmt: skip
         with demuxer_errors() as logs:
-            _scan(container, stream, scan, clock, synthesized, logs, uri)
+            _scan(container, stream, scan, clock, synthesized, logs, uri, watch)
 
     if not scan.presentation:
         if frame_rate is None:
@@ -271,11 +273,13 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
     )  # fmt: skip
 
 
-def _scan(container, stream, scan: PacketScan, clock: Clock, synthesized: bool, logs: list, uri: str) -> None:
+def _scan(container, stream, scan: PacketScan, clock: Clock, synthesized: bool, logs: list, uri: str,
+          watch: PackWatch) -> None:  # fmt: skip
     """Feed every packet of ``stream`` to ``scan`` in decode order, with whether the demuxer logged an
-    error on its way to it (it lost damaged bytes)."""
+    error on its way to it, or skipped bytes where a program stream's packs break (it lost damaged bytes)."""
     import av
 
+    last_pos = -1
     try:
         for packet in container.demux(stream):
             if packet.size == 0 and packet.pts is None and packet.dts is None:
@@ -284,7 +288,10 @@ def _scan(container, stream, scan: PacketScan, clock: Clock, synthesized: bool, 
                 scan.hide(packet, clock)  # outside the edit list: FFmpeg decodes it but drops its frame
                 continue
             placed = scan.decoded if synthesized else clock.place(packet.pts, packet.dts)
-            scan.add(placed, packet, clock, synthesized, lost_before=errors_in(logs))
+            lost = errors_in(logs)
+            if watch.active and packet.pos is not None and packet.pos > last_pos:
+                lost, last_pos = lost or watch.lost_between(last_pos, packet.pos), packet.pos
+            scan.add(placed, packet, clock, synthesized, lost_before=lost)
     except av.error.FFmpegError as exc:
         if not scan.presentation:
             raise RecordingError(uri, f"cannot read packets ({_reason(exc)})") from exc
