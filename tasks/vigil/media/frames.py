@@ -177,13 +177,15 @@ def _decode_shard(source: BinaryIO, uri: str, probe: RecordingProbe, shard: Shar
         # (damage) or is not asked for (skipped) still counts, as the probe counted it.
         demuxed: list[int] = []
 
-        before_anchor = skip_before is not None  # packets without a byte position count as before it until it comes
+        before_anchor = skip_before is not None  # until the anchor's packet comes out
 
         def wants(packet) -> bool:
             nonlocal before_anchor
             pos = packet.pos if packet.pos is not None else -1
-            if skip_before is not None and (0 <= pos < skip_before or (before_anchor and pos < 0)):
+            if skip_before is not None and 0 <= pos < skip_before:
                 return False  # before the anchor's packet (a byte seek, or decoding from the start)
+            if before_anchor and (pos < 0 or (pos == skip_before and not packet.is_keyframe)):
+                return False  # before it too: no offset, or a frame's tail given the anchor's offset
             before_anchor = False
             if packet.is_discard and not probe.synthesized_fps:
                 loss.send(None)
