@@ -117,6 +117,8 @@ class LostData:
             dts = min(placed, max(placed - self.reorder, placed - (packet.pts - packet.dts)))
         pos = packet.pos if packet.pos is not None else -1
         intact_keyframe = packet.is_keyframe and not packet.is_corrupt
+        if self.previous is None and lost_before:  # lost before the first packet: the first are at risk
+            self._signal(dts, 2, _Signal("logged"))
         if self.previous is not None:
             before, before_pos = self.previous
             gap = bool(self.step) and dts - before > max(2 * self.step, self.min_gap)
@@ -158,6 +160,11 @@ class LostData:
             self._signal(dts, 1, _Signal("flagged", pos))
         self.previous = (dts, pos)
         self.latest = placed if self.latest is None else max(self.latest, placed)
+
+    def at_end(self) -> None:
+        """Data was lost after the last packet: it and the frames shown after it may be concealed."""
+        if self.previous is not None:
+            self._signal(self.previous[0], 0, _Signal("logged"))
 
     def _stop_at_gap(self, keyframe_pos: int | None) -> None:
         """A span open when the decode times jump (a pause, a clock jump) ends before the jump, if

@@ -243,6 +243,7 @@ def probe(source: BinaryIO, uri: str, frame_rate: float | None = None, stream_in
             raise RecordingError(uri, "video stream has no time base")
         # Read everything needed from the stream now: its fields are invalid once it is closed.
         container_format, codec = container.format.name, ctx.name
+        watch.keep_if(container_format)
         declared_frames = int(stream.frames or 0)
         rotation = first_frame_rotation(container, stream)
         synthesized = frame_rate is not None and has_no_timestamps(container, stream)
@@ -296,6 +297,8 @@ def _scan(container, stream, scan: PacketScan, clock: Clock, synthesized: bool, 
         if not scan.presentation:
             raise RecordingError(uri, f"cannot read packets ({_reason(exc)})") from exc
         # A truncated tail: keep what was readable; the shard plan covers only that.
+    if watch.lost_after(last_pos):
+        scan.lost.at_end()  # the last packets' data ran into lost bytes
 
 
 def _open(source: BinaryIO, uri: str):

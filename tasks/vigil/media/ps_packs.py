@@ -19,21 +19,26 @@ from typing import BinaryIO
 
 PACK = b"\x00\x00\x01\xba"
 FIRST_PACK_WITHIN = 1024  # vendor headers before the first pack (e.g. 40 bytes of "IMKH")
+LOOK_FOR_FIRST_PACK = 1 << 20  # a program stream whose first pack lies further in is damaged at its start
+MAX_STUFFING = 2048  # zero bytes allowed before a unit (a VCD sector ends with 20 after audio)
+VENDOR_MAGIC, VENDOR_HEADER_MAX = b"IMKH", 64  # Hikvision's 40-byte file header
 SYSTEM_CODES = 0xB9  # stream codes at or above this are the system layer's
+PROGRAM_STREAM_DEMUXERS = frozenset({"mpeg"})  # FFmpeg's name for MPEG-PS (VOB, VCD, DVR exports)
 
 
 class PackWatch:
     """A file-like wrapper around ``source``; ``breaks`` lists the offsets where the chain of units
-    broke. Inactive unless a pack starts within the file's first kilobyte."""
+    broke (0: the file's start holds no pack). Only program streams are walked (``keep_if``)."""
 
     def __init__(self, source: BinaryIO):
         self._source = source
         self.breaks: list[int] = []
-        self.active: bool | None = None  # decided by the first read from the file's start
+        self.active: bool | None = None  # None: looking for the first pack in the file's first bytes
         self._buffer = b""  # bytes not yet walked whole, from file offset self._base
         self._base = 0
         self._at = 0  # where the next unit begins, as an index into self._buffer
         self._lost = False  # resynchronising: looking for the next pack
+        self._lost_data = False  # since the last break, bytes other than zeros were skipped
 
     def __getattr__(self, name):
         return getattr(self._source, name)
@@ -45,50 +50,79 @@ class PackWatch:
             self._feed(at, data)
         return data
 
+    def keep_if(self, container_format: str) -> None:
+        """Stop, and forget what was found, unless the demuxer reads a program stream: in an MP4 or
+        MKV a 442-byte H.264 unit's length field reads as a pack's start code."""
+        if container_format not in PROGRAM_STREAM_DEMUXERS:
+            self.active, self.breaks, self._buffer = False, [], b""
+
     def lost_between(self, after: int, upto: int) -> bool:
         """Whether the chain broke at a byte in ``(after, upto]`` (packet offsets; ``after`` -1: none yet)."""
         i = bisect.bisect_right(self.breaks, after)  # found in file order: sorted
         return i < len(self.breaks) and self.breaks[i] <= upto
 
+    def lost_after(self, offset: int) -> bool:
+        """Whether data was lost after byte ``offset`` (the last packet's): a break there, unless all
+        that follows it is zeros (a recorder's preallocated file)."""
+        if not self.active or not self.lost_between(offset, 1 << 62):
+            return False
+        return len(self.breaks) > 1 and self.breaks[-2] > offset or not self._lost or self._lost_data
+
     def _feed(self, at: int, data: bytes) -> None:
+        end = self._base + len(self._buffer)
+        if at > end or at + len(data) <= end:
+            return  # ahead of the walk (left for when the demuxer gets there), or walked
+        self._buffer = self._buffer[self._at :] + data[end - at :]  # one copy per read, not per unit
+        self._base += self._at
+        self._at = 0
         if self.active is None:
-            if at != 0:
+            first = self._buffer.find(PACK)
+            if first < 0:
+                if len(self._buffer) > LOOK_FOR_FIRST_PACK:
+                    self.active, self._buffer = False, b""
                 return
-            first = data.find(PACK, 0, FIRST_PACK_WITHIN + 4)
-            self.active = first >= 0
-            self._buffer, self._base, self._at = (data, 0, first) if self.active else (b"", 0, 0)
-        else:
-            end = self._base + len(self._buffer)
-            if at > end or at + len(data) <= end:
-                return  # ahead of the walk (left for when the demuxer gets there), or walked
-            self._buffer = self._buffer[self._at :] + data[end - at :]  # one copy per read, not per unit
-            self._base += self._at
-            self._at = 0
-        if self.active:
-            self._walk()
+            self.active, self._at = True, first
+            if first > FIRST_PACK_WITHIN:
+                self.breaks.append(0)  # more than a vendor's header before the first pack
+        self._walk()
 
     def _walk(self) -> None:
         buffer = self._buffer
         while len(buffer) - self._at >= 6:
             if self._lost:
                 found = buffer.find(PACK, self._at)
-                if found < 0:  # keep 3 bytes: a start code may straddle the next read
-                    self._at = max(len(buffer) - 3, self._at)
+                skipped = buffer[self._at : found if found >= 0 else max(len(buffer) - 3, self._at)]
+                self._lost_data = self._lost_data or bool(skipped.strip(b"\x00"))
+                self._at += len(skipped)
+                if found < 0:  # (3 bytes kept: a start code may straddle the next read)
                     return
-                self._at, self._lost = found, False
+                self._lost = False
             length = self._unit_length(buffer, self._at)
             if length is None or self._at + length > len(buffer):
                 return  # the unit runs into the next read
-            if length < 0:  # no start code where a unit must begin
-                self.breaks.append(self._base + self._at)
-                self._lost = True
-                self._at += 1
+            if length >= 0:
+                self._at += length
                 continue
-            self._at += length
+            window = buffer[self._at : self._at + MAX_STUFFING + 8]
+            zeros = len(window) - len(window.lstrip(b"\x00"))
+            after = self._unit_length(buffer, self._at + zeros - 2) if 2 < zeros <= MAX_STUFFING + 2 else -1
+            if after is None or (zeros == len(window) and zeros <= MAX_STUFFING):
+                return  # zeros up to what was read, or a unit's header after them not yet whole: wait
+            if after >= 0:
+                self._at += zeros - 2  # zero stuffing, then a unit
+                continue
+            header = buffer.find(PACK, self._at, self._at + VENDOR_HEADER_MAX + 4)
+            if buffer.startswith(VENDOR_MAGIC, self._at) and header > 0:
+                self._at = header  # a vendor's file header: files glued byte for byte
+                continue
+            self.breaks.append(self._base + self._at)  # no start code where a unit must begin
+            self._lost, self._lost_data = True, False
 
     @staticmethod
     def _unit_length(data: bytes, at: int) -> int | None:
         """Bytes of the unit starting at ``at``; -1: no start code there; None: its header not yet whole."""
+        if len(data) < at + 6:
+            return None
         if data[at : at + 3] != b"\x00\x00\x01" or data[at + 3] < SYSTEM_CODES:
             return -1
         code = data[at + 3]
