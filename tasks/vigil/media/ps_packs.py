@@ -66,7 +66,8 @@ class PackWatch:
         that follows it is zeros (a recorder's preallocated file)."""
         if not self.active or not self.lost_between(offset, 1 << 62):
             return False
-        return len(self.breaks) > 1 and self.breaks[-2] > offset or not self._lost or self._lost_data
+        earlier_break_too = len(self.breaks) > 1 and self.breaks[-2] > offset
+        return earlier_break_too or not self._lost or self._lost_data  # (still lost at the end: only zeros?)
 
     def _feed(self, at: int, data: bytes) -> None:
         end = self._base + len(self._buffer)
