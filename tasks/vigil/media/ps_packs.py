@@ -44,9 +44,11 @@ class PackWatch:
         return getattr(self._source, name)
 
     def read(self, size: int = -1) -> bytes:
+        if self.active is False:  # not a program stream: reads pass straight through
+            return self._source.read(size)
         at = self._source.tell()
         data = self._source.read(size)
-        if data and self.active is not False:
+        if data:
             self._feed(at, data)
         return data
 
